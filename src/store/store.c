@@ -1,0 +1,329 @@
+/*
+ * store.c - backend selection by URL, the common part of every store (options,
+ * clock, ids, event subscribers, retry backoff), and the dispatch of each operation
+ * in store.h to the backend's vtable.
+ */
+#include "store/store_impl.h"
+
+#include "base/str.h"
+#include "base/time.h"
+
+#include <string.h>
+
+static int64_t wall_clock(void *ud)
+{
+    (void)ud;
+    return bt_time_wall_ms();
+}
+
+void bt_store__init(bt_store *s, const bt_store_vtable *vt, uv_loop_t *loop,
+                    const bt_store_options *opts)
+{
+    memset(s, 0, sizeof *s);
+    s->vt = vt;
+    s->loop = loop;
+    if (opts)
+        s->opts = *opts;
+    if (s->opts.default_max_attempts <= 0)
+        s->opts.default_max_attempts = 2;
+    if (s->opts.backoff_base_ms <= 0)
+        s->opts.backoff_base_ms = 10000;
+    if (s->opts.backoff_max_ms <= 0)
+        s->opts.backoff_max_ms = 300000;
+    if (!s->opts.now_ms)
+        s->opts.now_ms = wall_clock;
+    if (s->opts.pool_size <= 0)
+        s->opts.pool_size = 4;
+    s->next_sub_id = 1;
+}
+
+int64_t bt_store__now(const bt_store *s)
+{
+    return s->opts.now_ms(s->opts.now_ud);
+}
+
+char *bt_store__new_id(bt_store *s, char out[BT_ID_LEN + 1])
+{
+    return bt_id_new(&s->idgen, out);
+}
+
+void bt_store__publish(bt_store *s, const bt_event *ev)
+{
+    /* Copy first: a listener may unsubscribe (itself or another) while we iterate. */
+    int n = s->nsubs;
+    struct {
+        bt_store_listener_fn fn;
+        void *ud;
+        int id;
+    } subs[BT_STORE_MAX_SUBSCRIBERS];
+    memcpy(subs, s->subs, sizeof subs[0] * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        int still = 0;
+        for (int j = 0; j < s->nsubs; j++)
+            if (s->subs[j].id == subs[i].id)
+                still = 1;
+        if (still)
+            subs[i].fn(subs[i].ud, ev);
+    }
+}
+
+int bt_store_subscribe(bt_store *s, bt_store_listener_fn fn, void *ud)
+{
+    if (s->nsubs >= BT_STORE_MAX_SUBSCRIBERS)
+        return BT_EBUSY;
+    int id = s->next_sub_id++;
+    s->subs[s->nsubs].fn = fn;
+    s->subs[s->nsubs].ud = ud;
+    s->subs[s->nsubs].id = id;
+    s->nsubs++;
+    return id;
+}
+
+void bt_store_unsubscribe(bt_store *s, int subscription)
+{
+    for (int i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].id == subscription) {
+            memmove(&s->subs[i], &s->subs[i + 1], sizeof s->subs[0] * (size_t)(s->nsubs - i - 1));
+            s->nsubs--;
+            return;
+        }
+    }
+}
+
+int64_t bt_store_backoff_ms(const bt_store *s, int32_t attempt)
+{
+    if (attempt < 1)
+        attempt = 1;
+    int64_t d = s->opts.backoff_base_ms;
+    for (int32_t i = 1; i < attempt && d < s->opts.backoff_max_ms; i++)
+        d *= 2;
+    return d < s->opts.backoff_max_ms ? d : s->opts.backoff_max_ms;
+}
+
+int bt_store__check_task_input(const bt_task_input *in, bt_error *err)
+{
+    if (!in->source || !*in->source)
+        return bt_errorf(err, BT_EINVAL, "a task needs a source (api, github, ...)");
+    if (!in->title || !*in->title)
+        return bt_errorf(err, BT_EINVAL, "a task needs a non-empty title");
+    if (in->labels && !json_is_array(in->labels))
+        return bt_errorf(err, BT_EINVAL, "labels must be an array of strings");
+    if (in->labels) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(in->labels, i, v) if (!json_is_string(v)) return bt_errorf(
+            err, BT_EINVAL, "labels must be an array of strings (item %zu is not)", i);
+    }
+    if (in->meta && !json_is_object(in->meta))
+        return bt_errorf(err, BT_EINVAL, "meta must be an object");
+    if (in->max_attempts < 0)
+        return bt_errorf(err, BT_EINVAL, "max_attempts must be positive");
+    return 0;
+}
+
+int bt_store__check_claim(const bt_claim_opts *o, bt_error *err)
+{
+    if (!o->owner || !*o->owner)
+        return bt_errorf(err, BT_EINVAL, "a claim needs an owner");
+    if (o->lease_ms <= 0)
+        return bt_errorf(err, BT_EINVAL, "a claim needs a positive lease");
+    if (o->max < 0 || o->max > 1000)
+        return bt_errorf(err, BT_EINVAL, "a claim takes 1 to 1000 tasks at once");
+    return 0;
+}
+
+int bt_store_open(uv_loop_t *loop, const char *url, const bt_store_options *opts, bt_store **out,
+                  bt_error *err)
+{
+    *out = NULL;
+    if (!url || !*url)
+        return bt_errorf(err, BT_EINVAL, "no store URL; use sqlite:PATH or postgres://...");
+    if (bt_str_starts_with(url, "postgres://") || bt_str_starts_with(url, "postgresql://"))
+        return bt_store_postgres_open(loop, url, opts, out, err);
+    if (bt_str_starts_with(url, "sqlite://"))
+        return bt_store_sqlite_open(loop, url + 9, opts, out, err);
+    if (bt_str_starts_with(url, "sqlite:"))
+        return bt_store_sqlite_open(loop, url + 7, opts, out, err);
+    if (bt_str_ends_with(url, ".db") || bt_str_ends_with(url, ".sqlite"))
+        return bt_store_sqlite_open(loop, url, opts, out, err);
+    return bt_errorf(err, BT_EINVAL,
+                     "store URL '%s' is not understood; use sqlite:PATH or "
+                     "postgres://user:pass@host/db",
+                     url);
+}
+
+void bt_store_close(bt_store *s)
+{
+    if (s)
+        s->vt->close(s);
+}
+
+const char *bt_store_backend(const bt_store *s)
+{
+    return s->vt->name;
+}
+
+int bt_store_connections(const bt_store *s)
+{
+    return s->vt->connections(s);
+}
+
+void bt_store_flush(bt_store *s, bt_store_done_cb cb, void *ud)
+{
+    s->vt->flush(s, cb, ud);
+}
+void bt_store_task_create(bt_store *s, const bt_task_input *in, bt_store_create_cb cb, void *ud)
+{
+    s->vt->task_create(s, in, cb, ud);
+}
+void bt_store_task_get(bt_store *s, const char *id, bt_store_task_cb cb, void *ud)
+{
+    s->vt->task_get(s, id, cb, ud);
+}
+void bt_store_task_get_by_key(bt_store *s, const char *dedupe_key, bt_store_task_cb cb, void *ud)
+{
+    s->vt->task_get_by_key(s, dedupe_key, cb, ud);
+}
+void bt_store_task_list(bt_store *s, const bt_task_filter *f, bt_store_tasks_cb cb, void *ud)
+{
+    s->vt->task_list(s, f, cb, ud);
+}
+void bt_store_task_update(bt_store *s, const char *id, const bt_task_patch *p, bt_store_task_cb cb,
+                          void *ud)
+{
+    s->vt->task_update(s, id, p, cb, ud);
+}
+void bt_store_task_transition(bt_store *s, const char *id, bt_task_status to, const char *reason,
+                              bt_store_task_cb cb, void *ud)
+{
+    s->vt->task_transition(s, id, to, reason, cb, ud);
+}
+void bt_store_claim(bt_store *s, const bt_claim_opts *opts, bt_store_tasks_cb cb, void *ud)
+{
+    s->vt->claim(s, opts, cb, ud);
+}
+void bt_store_heartbeat(bt_store *s, const char *id, const char *owner, int64_t fencing,
+                        int64_t lease_ms, bt_store_task_cb cb, void *ud)
+{
+    s->vt->heartbeat(s, id, owner, fencing, lease_ms, cb, ud);
+}
+void bt_store_complete(bt_store *s, const char *id, const char *owner, int64_t fencing,
+                       const json_t *result, bt_store_task_cb cb, void *ud)
+{
+    s->vt->complete(s, id, owner, fencing, result, cb, ud);
+}
+void bt_store_fail(bt_store *s, const char *id, const char *owner, int64_t fencing,
+                   const char *error, bool retryable, bt_store_fail_cb cb, void *ud)
+{
+    s->vt->fail(s, id, owner, fencing, error, retryable, cb, ud);
+}
+void bt_store_release(bt_store *s, const char *id, const char *owner, int64_t fencing,
+                      const char *reason, bt_store_task_cb cb, void *ud)
+{
+    s->vt->release(s, id, owner, fencing, reason, cb, ud);
+}
+void bt_store_requeue_expired(bt_store *s, bt_store_count_cb cb, void *ud)
+{
+    s->vt->requeue_expired(s, cb, ud);
+}
+void bt_store_task_stats(bt_store *s, bt_store_stats_cb cb, void *ud)
+{
+    s->vt->task_stats(s, cb, ud);
+}
+void bt_store_cleanup_stale(bt_store *s, int64_t max_age_ms, bt_store_count_cb cb, void *ud)
+{
+    s->vt->cleanup_stale(s, max_age_ms, cb, ud);
+}
+void bt_store_clear_completed(bt_store *s, bt_store_count_cb cb, void *ud)
+{
+    s->vt->clear_completed(s, cb, ud);
+}
+void bt_store_run_create(bt_store *s, const char *task_id, const char *workflow,
+                         const char *workflow_version, const json_t *state, bt_store_run_cb cb,
+                         void *ud)
+{
+    s->vt->run_create(s, task_id, workflow, workflow_version, state, cb, ud);
+}
+void bt_store_run_get(bt_store *s, const char *run_id, bt_store_run_cb cb, void *ud)
+{
+    s->vt->run_get(s, run_id, cb, ud);
+}
+void bt_store_run_list(bt_store *s, const char *task_id, const bt_run_status *status, int limit,
+                       bt_store_runs_cb cb, void *ud)
+{
+    s->vt->run_list(s, task_id, status, limit, cb, ud);
+}
+void bt_store_run_update(bt_store *s, const char *run_id, const bt_run_patch *p, bt_store_run_cb cb,
+                         void *ud)
+{
+    s->vt->run_update(s, run_id, p, cb, ud);
+}
+void bt_store_step_start(bt_store *s, const char *run_id, const char *step_key, int32_t iteration,
+                         int32_t attempt, int32_t seq, const char *agent, const char *role,
+                         bt_store_step_cb cb, void *ud)
+{
+    s->vt->step_start(s, run_id, step_key, iteration, attempt, seq, agent, role, cb, ud);
+}
+void bt_store_step_finish(bt_store *s, const char *step_id, const bt_step_result *r,
+                          bt_store_step_cb cb, void *ud)
+{
+    s->vt->step_finish(s, step_id, r, cb, ud);
+}
+void bt_store_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, void *ud)
+{
+    s->vt->step_list(s, run_id, cb, ud);
+}
+void bt_store_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
+                           const json_t *data, bt_store_event_cb cb, void *ud)
+{
+    s->vt->event_append(s, type, task_id, run_id, data, cb, ud);
+}
+void bt_store_event_read(bt_store *s, const bt_event_filter *f, bt_store_events_cb cb, void *ud)
+{
+    s->vt->event_read(s, f, cb, ud);
+}
+void bt_store_event_last_seq(bt_store *s, bt_store_count_cb cb, void *ud)
+{
+    s->vt->event_last_seq(s, cb, ud);
+}
+void bt_store_worker_upsert(bt_store *s, const bt_worker_input *in, bt_store_worker_cb cb, void *ud)
+{
+    s->vt->worker_upsert(s, in, cb, ud);
+}
+void bt_store_worker_get(bt_store *s, const char *id, bt_store_worker_cb cb, void *ud)
+{
+    s->vt->worker_get(s, id, cb, ud);
+}
+void bt_store_worker_list(bt_store *s, bt_store_workers_cb cb, void *ud)
+{
+    s->vt->worker_list(s, cb, ud);
+}
+void bt_store_approval_create(bt_store *s, const bt_approval_input *in, bt_store_approval_cb cb,
+                              void *ud)
+{
+    s->vt->approval_create(s, in, cb, ud);
+}
+void bt_store_approval_get(bt_store *s, const char *id, bt_store_approval_cb cb, void *ud)
+{
+    s->vt->approval_get(s, id, cb, ud);
+}
+void bt_store_approval_list(bt_store *s, const bt_approval_status *status, const char *run_id,
+                            bt_store_approvals_cb cb, void *ud)
+{
+    s->vt->approval_list(s, status, run_id, cb, ud);
+}
+void bt_store_approval_decide(bt_store *s, const char *id, bool approve, const char *by,
+                              const char *comment, bt_store_approval_cb cb, void *ud)
+{
+    s->vt->approval_decide(s, id, approve, by, comment, cb, ud);
+}
+void bt_store_lock_acquire(bt_store *s, const char *repo, const char *const *paths, size_t n,
+                           const char *owner, int64_t ttl_ms, bt_store_lock_cb cb, void *ud)
+{
+    s->vt->lock_acquire(s, repo, paths, n, owner, ttl_ms, cb, ud);
+}
+void bt_store_lock_release(bt_store *s, const char *repo, const char *owner, bt_store_count_cb cb,
+                           void *ud)
+{
+    s->vt->lock_release(s, repo, owner, cb, ud);
+}
