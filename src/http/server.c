@@ -690,13 +690,14 @@ int bt_http_server_start(bt_http_server *srv, bt_error *err)
         return rc;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    /* The logger must be the first option, or early messages go to stderr. */
+    /* The logger must be the first option, or early messages go to stderr. No
+     * LISTENING_ADDRESS_REUSE: its 1 means SO_REUSEPORT, which would let a second baton
+     * share the port silently; the default (SO_REUSEADDR) allows quick restarts. */
     srv->mhd = MHD_start_daemon(
         flags, srv->opts.port, NULL, NULL, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
         srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
         srv->opts.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->mhd) {
         int e = errno;
         return bt_errorf(err, BT_EIO,
