@@ -1811,6 +1811,59 @@ void bt_config_problems_free(bt_config_problems *p)
     bt_vec_free(p);
 }
 
+/* ---- schema description ---- */
+
+static const char *kind_name(int k)
+{
+    static const char *const names[] = {
+        "string", "url",  "integer", "boolean", "duration", "size", "number",          "enum",
+        "enum",   "list", "map",     "section", "map",      "list", "map of integers", "list"};
+    return k >= 0 && (size_t)k < NF(names) ? names[k] : "?";
+}
+
+static void schema_walk(const schema *s, const char *prefix, json_t *out)
+{
+    for (size_t i = 0; i < s->nfields; i++) {
+        const field *f = &s->fields[i];
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", f->name);
+        json_t *o = json_object();
+        json_object_set_new(o, "key", json_string(key));
+        json_object_set_new(o, "type", json_string(kind_name(f->kind)));
+        json_object_set_new(o, "default", str_json(f->dflt));
+        json_t *env = json_array();
+        for (int e = 0; e < 3 && f->env[e]; e++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s%s", f->env[e], f->flags & F_PER_ENTRY ? "<ID>" : "");
+            json_array_append_new(env, json_string(name));
+        }
+        json_object_set_new(o, "env", env);
+        json_object_set_new(o, "secret", json_boolean(f->flags & (F_SECRET | F_SECRET_URL)));
+        json_t *vals = json_null();
+        if (f->names) {
+            vals = json_array();
+            for (int k = 0; f->names[k]; k++)
+                json_array_append_new(vals, json_stringn(f->names[k], canon_len(f->names[k])));
+        }
+        json_object_set_new(o, "values", vals);
+        json_array_append_new(out, o);
+        if (f->kind == K_OBJ) {
+            schema_walk(f->sub, key, out);
+        } else if (f->kind == K_MAP || f->kind == K_SEQ) {
+            char sub[300];
+            snprintf(sub, sizeof sub, "%s.%s", key, f->kind == K_MAP ? "<name>" : "<n>");
+            schema_walk(f->sub, sub, out);
+        }
+    }
+}
+
+json_t *bt_config_schema(void)
+{
+    json_t *out = json_array();
+    schema_walk(&root_schema, "", out);
+    return out;
+}
+
 /* ---- accessors ---- */
 
 const bt_config_agent *bt_config_agent_find(const bt_config *cfg, const char *name)

@@ -376,6 +376,12 @@ int bt_config_project_resolve(const bt_config *cfg, const char *id, int require_
  * a caller buffer of size n; returns buf. */
 char *bt_config_project_env_id(const char *id, char *buf, size_t n);
 
+/* Every key baton understands, as a new JSON array of
+ * {"key":"server.port","type":"integer","default":"8080"|null,"env":["ORCHESTRATOR_PORT"],
+ *  "secret":bool,"values":[...]|null}; map entries appear as "agents.<name>.timeout",
+ * per-project variables as "PROJECT_REPO_<ID>". Used by docs checks and tooling. */
+json_t *bt_config_schema(void);
+
 /* Names of enum values (for display). Never NULL. */
 const char *bt_config_agent_type_name(bt_agent_type t);
 const char *bt_config_log_level_name(bt_log_level l);

@@ -450,6 +450,51 @@ static void test_example_config_is_valid(void **state)
     bt_config_free(cfg);
 }
 
+/* Every key in the schema is documented in docs/configuration.md, with its secrecy. */
+static void test_docs_cover_every_key(void **state)
+{
+    (void)state;
+    const char *src = getenv("BATON_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/docs/configuration.md", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    bt_strbuf doc = BT_STRBUF_INIT;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        bt_strbuf_add(&doc, buf, n);
+    fclose(f);
+    json_t *schema = bt_config_schema();
+    assert_true(json_array_size(schema) > 100);
+    size_t i;
+    json_t *row;
+    int saw_secret = 0;
+    json_array_foreach(schema, i, row)
+    {
+        const char *key = json_string_value(json_object_get(row, "key"));
+        char cell[300];
+        snprintf(cell, sizeof cell, "| `%s` |", key);
+        const char *at = strstr(bt_strbuf_cstr(&doc), cell);
+        if (!at)
+            fail_msg("docs/configuration.md does not document '%s'", key);
+        const char *eol = strchr(at, '\n');
+        int doc_secret = eol && memmem(at, (size_t)(eol - at), "**yes**", 7) != NULL;
+        int secret = json_is_true(json_object_get(row, "secret"));
+        if (doc_secret != secret)
+            fail_msg("docs/configuration.md marks '%s' secret=%d, the code says %d", key,
+                     doc_secret, secret);
+        if (strcmp(key, "trackers.github.token") == 0) {
+            assert_true(secret);
+            saw_secret = 1;
+        }
+    }
+    assert_true(saw_secret);
+    json_decref(schema);
+    bt_strbuf_release(&doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_projects),
         cmocka_unit_test(test_find_path),
         cmocka_unit_test(test_example_config_is_valid),
+        cmocka_unit_test(test_docs_cover_every_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
