@@ -22,6 +22,7 @@
 #include "base/strbuf.h"
 #include "base/time.h"
 #include "base/yaml.h"
+#include "obs/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,6 +34,11 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+_Static_assert((int)BT_LOGLEVEL_DEBUG == (int)BT_LOG_DEBUG &&
+                   (int)BT_LOGLEVEL_ERROR == (int)BT_LOG_ERROR &&
+                   (int)BT_LOGLEVEL_WARN == (int)BT_LOG_WARN,
+               "config log levels must match obs/log.h");
 
 /* ---- the schema ---- */
 
@@ -1936,7 +1942,7 @@ const char *bt_config_agent_type_name(bt_agent_type t)
     return (int)t >= 0 && (size_t)t < NF(agent_types) - 1 ? agent_types[t] : "unknown";
 }
 
-const char *bt_config_log_level_name(bt_log_level l)
+const char *bt_config_log_level_name(bt_config_log_level l)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     return (int)l >= 0 && (size_t)l < NF(names) ? names[l] : "unknown";

@@ -49,12 +49,14 @@ typedef enum bt_ws_strategy {
     BT_WS_WORKTREE,
 } bt_ws_strategy;
 
-typedef enum bt_log_level {
+/* Same values as obs/log.h's bt_log_level (checked at compile time in config.c), so a
+ * cast between the two is valid. */
+typedef enum bt_config_log_level {
     BT_LOGLEVEL_DEBUG,
     BT_LOGLEVEL_INFO,
     BT_LOGLEVEL_WARN,
     BT_LOGLEVEL_ERROR,
-} bt_log_level;
+} bt_config_log_level;
 
 /* API token scopes (a bit set). */
 enum {
@@ -239,8 +241,8 @@ typedef struct bt_config_budgets {
 } bt_config_budgets;
 
 typedef struct bt_config_log {
-    bt_log_level level; /* info | $LOG_LEVEL (any case; "warning" = warn) */
-    char *file;         /* NULL = stderr */
+    bt_config_log_level level; /* info | $LOG_LEVEL (any case; "warning" = warn) */
+    char *file;                /* NULL = stderr */
 } bt_config_log;
 
 typedef struct bt_config_worker {
@@ -384,6 +386,6 @@ json_t *bt_config_schema(void);
 
 /* Names of enum values (for display). Never NULL. */
 const char *bt_config_agent_type_name(bt_agent_type t);
-const char *bt_config_log_level_name(bt_log_level l);
+const char *bt_config_log_level_name(bt_config_log_level l);
 
 #endif
