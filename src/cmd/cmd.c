@@ -23,6 +23,8 @@ static const cmd_entry commands[] = {
      "baton validate [--config FILE] [--json]"},
     {"config", bt_cmd_config, "show the effective configuration (secrets masked)",
      "baton config show [--config FILE] [--json]"},
+    {"serve", bt_cmd_serve, "run the orchestrator daemon (HTTP API, store)",
+     "baton serve [--config FILE] [--host ADDR] [--port N] [--store URL]"},
     {"help", bt_cmd_help, "show help for baton or one command", "baton help [COMMAND]"},
     {"version", bt_cmd_version, "print the version", "baton version"},
 };

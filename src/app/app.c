@@ -1,0 +1,369 @@
+/*
+ * app.c - wires a running daemon: configuration -> logger -> loop -> store -> HTTP.
+ *
+ * Start-up (blocking steps are fine here, nothing is serving yet): ignore SIGPIPE
+ * (c-stack.md §5.3 item 4), load and validate the configuration, open the logger and
+ * register every configured secret with it, open the store (creating and migrating
+ * the database), build the auth, start the HTTP server, install SIGTERM/SIGINT.
+ * With no API credential configured the server is forced onto loopback, because an
+ * unauthenticated API on a public interface would hand anyone the agents.
+ *
+ * Shutdown (c-stack.md §5.4): the signal starts the HTTP server's graceful shutdown;
+ * when it reports done the signal handles are closed and the loop stopped; then the
+ * store is closed (it may run the loop to finish pending operations, which must not
+ * happen inside a loop callback), the loop drained and closed.
+ *
+ * Routes for now: GET /health (seed 002's exact shape) and GET /ready. The API layer
+ * (src/api/) will register the rest through app_routes().
+ */
+/* config.h and obs/log.h both define a type named bt_log_level (different enums); this
+ * file needs both, so config's is renamed while it is included. */
+#define bt_log_level bt_config_log_level_
+#include "config/config.h"
+#undef bt_log_level
+
+#include "app/app.h"
+
+#include "base/mem.h"
+#include "base/time.h"
+#include "http/auth.h"
+#include "http/server.h"
+#include "obs/log.h"
+#include "store/store.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+extern char **environ;
+
+typedef struct bt_app {
+    uv_loop_t loop;
+    bt_config *cfg;
+    bt_log *log;
+    bt_store *store;
+    bt_http_auth *auth;
+    bt_http_server *http;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+    int64_t started_ms;
+} bt_app;
+
+/* ---- /health: seed 002's shape, from the store ---- */
+
+typedef struct health_ctx {
+    bt_app *app;
+    bt_http_req *req;
+    int pending;
+    int rc;
+    bt_error err;
+    int64_t workers_total, workers_available;
+    int64_t pending_tasks, in_progress, completed;
+} health_ctx;
+
+static void health_finish(health_ctx *h)
+{
+    if (--h->pending > 0)
+        return;
+    if (h->rc < 0) {
+        bt_http_respond_error(h->req, 503, "unavailable", "health check failed: %s", h->err.msg);
+    } else {
+        json_t *j = json_pack(
+            "{s:s,s:{s:I,s:I},s:{s:I,s:I,s:I},s:b}", "status", "healthy", "workers", "total",
+            (json_int_t)h->workers_total, "available", (json_int_t)h->workers_available, "queue",
+            "pending", (json_int_t)h->pending_tasks, "in_progress", (json_int_t)h->in_progress,
+            "completed", (json_int_t)h->completed, "github_connected", 0);
+        bt_http_respond_json(h->req, 200, j);
+    }
+    free(h);
+}
+
+static void on_health_workers(void *ud, int rc, const bt_error *err, bt_worker *const *workers,
+                              size_t n)
+{
+    health_ctx *h = ud;
+    if (rc < 0) {
+        h->rc = rc;
+        if (err)
+            h->err = *err;
+    } else {
+        int64_t now = bt_time_wall_ms();
+        int64_t fresh = h->app->cfg->workers.offline_after_ms > 0
+                            ? h->app->cfg->workers.offline_after_ms
+                            : 120000;
+        h->workers_total = (int64_t)n;
+        for (size_t i = 0; i < n; i++)
+            if (workers[i]->status && strcmp(workers[i]->status, "idle") == 0 &&
+                now - workers[i]->last_seen <= fresh)
+                h->workers_available++;
+    }
+    health_finish(h);
+}
+
+static void on_health_stats(void *ud, int rc, const bt_error *err, const bt_task_stats *st)
+{
+    health_ctx *h = ud;
+    if (rc < 0) {
+        h->rc = rc;
+        if (err)
+            h->err = *err;
+    } else {
+        h->pending_tasks = st->count[BT_TASK_PENDING];
+        h->in_progress = st->count[BT_TASK_IN_PROGRESS];
+        h->completed = st->count[BT_TASK_COMPLETED];
+    }
+    health_finish(h);
+}
+
+static void h_health(bt_http_req *req, void *ud)
+{
+    bt_app *app = ud;
+    if (!app->store) {
+        bt_http_respond_error(req, 503, "unavailable", "the store is not open");
+        return;
+    }
+    health_ctx *h = bt_xcalloc(1, sizeof *h);
+    h->app = app;
+    h->req = req;
+    h->pending = 2;
+    bt_http_req_suspend(req);
+    bt_store_worker_list(app->store, on_health_workers, h);
+    bt_store_task_stats(app->store, on_health_stats, h);
+}
+
+static void h_ready(bt_http_req *req, void *ud)
+{
+    bt_app *app = ud;
+    if (!app->store || app->stopping) {
+        json_t *j =
+            json_pack("{s:s,s:{s:s,s:s}}", "status", "not_ready", "error", "code", "unavailable",
+                      "message", app->stopping ? "shutting down" : "the store is not open");
+        bt_http_respond_json(req, 503, j);
+        return;
+    }
+    bt_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static int app_routes(bt_app *app, bt_error *err)
+{
+    const bt_http_route routes[] = {
+        {"GET", "/health", BT_HTTP_SCOPE_NONE, h_health, app, 0, BT_HTTP_ROUTE_QUIET},
+        {"GET", "/ready", BT_HTTP_SCOPE_NONE, h_ready, app, 0, BT_HTTP_ROUTE_QUIET},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        int rc = bt_http_server_route(app->http, &routes[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- start-up helpers ---- */
+
+static void print_problems(const bt_config_problems *probs)
+{
+    for (size_t i = 0; i < probs->len; i++) {
+        const bt_config_problem *p = &probs->items[i];
+        if (p->line > 0)
+            fprintf(stderr, "%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
+        else
+            fprintf(stderr, "%s: error: %s", p->file, p->message);
+        if (p->hint)
+            fprintf(stderr, " (fix: %s)", p->hint);
+        fputc('\n', stderr);
+    }
+}
+
+static void add_secret(const char *value, void *ud)
+{
+    bt_log_add_secret(ud, value);
+}
+
+static int is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0 ||
+           strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
+static int build_auth(bt_app *app, bt_error *err)
+{
+    app->auth = bt_http_auth_new();
+    const bt_config_server *s = &app->cfg->server;
+    for (size_t i = 0; i < s->tokens.len; i++) {
+        const bt_config_token *t = &s->tokens.items[i];
+        int rc = bt_http_auth_add_token(app->auth, t->name, t->token, t->scope, err);
+        if (rc < 0)
+            return bt_error_prefix(err, "server.tokens[%zu]", i);
+    }
+    if (s->jwt_secret) {
+        int rc = bt_http_auth_set_jwt_secret(app->auth, s->jwt_secret, err);
+        if (rc < 0)
+            return bt_error_prefix(err, "server.jwt_secret");
+    }
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void on_http_down(bt_http_server *srv, void *ud)
+{
+    (void)srv;
+    bt_app *app = ud;
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_stop(&app->loop); /* the store may hold handles; it is closed outside the loop */
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    bt_app *app = s->data;
+    if (app->stopping) {
+        bt_log_warn(app->log, "shutdown already in progress", BT_LF_INT("signal", signum));
+        return;
+    }
+    app->stopping = 1;
+    bt_log_info(app->log, "shutting down",
+                BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+    bt_http_server_shutdown(app->http, on_http_down, app);
+}
+
+static void report_leftover(uv_handle_t *h, void *ud)
+{
+    bt_app *app = ud;
+    bt_log_error(app->log, "handle left open at exit",
+                 BT_LF_STR("type", uv_handle_type_name(h->type)));
+}
+
+static void close_leftover(uv_handle_t *h, void *ud)
+{
+    (void)ud;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static int finish(bt_app *app, int rc)
+{
+    if (app->http && bt_http_server_port(app->http) && !app->stopping) {
+        /* Start-up failed after listening: stop cleanly. */
+        app->stopping = 1;
+        bt_http_server_shutdown(app->http, NULL, NULL);
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+    }
+    bt_store_close(app->store);
+    app->store = NULL;
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    bt_http_server_free(app->http);
+    bt_http_auth_free(app->auth);
+    if (uv_loop_close(&app->loop) != 0) {
+        uv_walk(&app->loop, report_leftover, app);
+        uv_walk(&app->loop, close_leftover, NULL);
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app->loop);
+        if (rc == 0)
+            rc = BT_EINTERNAL;
+    }
+    bt_log_free(app->log);
+    bt_config_free(app->cfg);
+    return rc;
+}
+
+int bt_app_serve(const bt_app_options *opts, bt_error *err)
+{
+    bt_app_options o = BT_APP_OPTIONS_INIT;
+    if (opts)
+        o = *opts;
+    FILE *out = o.out ? o.out : stdout;
+    char *const *envp = o.envp ? o.envp : environ;
+    signal(SIGPIPE, SIG_IGN);
+
+    bt_app app_s = {0}, *app = &app_s;
+    bt_config_problems probs = {0};
+    const char *path = bt_config_find_path(o.config_path, envp);
+    int rc = bt_config_load(path, envp, &app->cfg, &probs, err);
+    if (rc < 0) {
+        print_problems(&probs);
+        bt_config_problems_free(&probs);
+        return rc;
+    }
+    bt_config_problems_free(&probs);
+
+    if (app->cfg->log.file) {
+        app->log = bt_log_open(app->cfg->log.file, (bt_log_level)app->cfg->log.level);
+        if (!app->log) {
+            rc = bt_errorf(err, BT_EIO, "cannot open log.file '%s' for appending",
+                           app->cfg->log.file);
+            bt_config_free(app->cfg);
+            return rc;
+        }
+    } else {
+        app->log = bt_log_new(stderr, (bt_log_level)app->cfg->log.level);
+    }
+    bt_config_each_secret(app->cfg, add_secret, app->log);
+    uv_loop_init(&app->loop);
+    app->started_ms = bt_time_wall_ms();
+
+    const char *store_url = o.store_url ? o.store_url : app->cfg->store.url;
+    bt_store_options so = {0};
+    so.log = app->log;
+    rc = bt_store_open(&app->loop, store_url, &so, &app->store, err);
+    if (rc < 0) {
+        bt_error_prefix(err, "opening the store '%s'", store_url);
+        return finish(app, rc);
+    }
+
+    rc = build_auth(app, err);
+    if (rc < 0)
+        return finish(app, rc);
+
+    const char *host = o.host ? o.host : app->cfg->server.host;
+    if (!host)
+        host = "127.0.0.1";
+    int open_api = !bt_http_auth_enabled(app->auth);
+    if (open_api && !is_loopback(host)) {
+        fprintf(out,
+                "baton: no API tokens configured (server.tokens / server.jwt_secret): binding to "
+                "127.0.0.1 instead of %s. Configure a token to listen on other interfaces.\n",
+                host);
+        host = "127.0.0.1";
+    }
+    bt_http_server_options ho = {0};
+    ho.host = host;
+    ho.port = (uint16_t)(o.port >= 0 ? o.port : app->cfg->server.port);
+    ho.max_body = app->cfg->server.body_limit > 0 ? (size_t)app->cfg->server.body_limit : 0;
+    ho.connection_timeout_s = app->cfg->server.request_timeout_ms > 0
+                                  ? (unsigned)((app->cfg->server.request_timeout_ms + 999) / 1000)
+                                  : 0;
+    ho.log = app->log;
+    if (!open_api) {
+        ho.auth = bt_http_auth_check;
+        ho.auth_ud = app->auth;
+    }
+    app->http = bt_http_server_new(&app->loop, &ho);
+    rc = app_routes(app, err);
+    if (rc == 0)
+        rc = bt_http_server_start(app->http, err);
+    if (rc < 0)
+        return finish(app, rc);
+
+    uv_signal_init(&app->loop, &app->sigterm);
+    uv_signal_init(&app->loop, &app->sigint);
+    app->sigterm.data = app->sigint.data = app;
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+
+    const char *h = bt_http_server_host(app->http);
+    int v6 = strchr(h, ':') != NULL;
+    fprintf(out, "baton: listening on http://%s%s%s:%u (store %s)%s\n", v6 ? "[" : "", h,
+            v6 ? "]" : "", bt_http_server_port(app->http), bt_store_backend(app->store),
+            open_api ? "; no API tokens configured: loopback only, API open to local users" : "");
+    fflush(out);
+    bt_log_info(app->log, "serving", BT_LF_STR("host", h),
+                BT_LF_INT("port", bt_http_server_port(app->http)),
+                BT_LF_STR("store", bt_store_backend(app->store)), BT_LF_BOOL("auth", !open_api));
+
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    bt_log_info(app->log, "stopped");
+    return finish(app, 0);
+}
