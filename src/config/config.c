@@ -85,7 +85,7 @@ struct schema {
     const field *fields;
     size_t nfields;
     size_t size;           /* element size for K_MAP / K_SEQ */
-    const char *shorthand; /* K_SEQ: a scalar item means {shorthand: item} */
+    const char *shorthand; /* K_SEQ item or K_OBJ value: a scalar means {shorthand: it} */
 };
 
 #define FLD(n, k, st, m, ...)                                                                      \
@@ -127,7 +127,8 @@ static const field store_fields[] = {
     FLD("url", K_STR, bt_config_store, url, .flags = F_SECRET_URL, .dflt = "sqlite:./var/baton.db",
         .env = {"DATABASE_URL"}),
 };
-static const schema store_schema = {store_fields, NF(store_fields), 0, NULL};
+/* `store: sqlite:./var/baton.db` is short for `store: {url: ...}` (DESIGN.md §6). */
+static const schema store_schema = {store_fields, NF(store_fields), 0, "url"};
 
 static const field price_fields[] = {
     FLD("input", K_NUM, bt_config_price, input),
@@ -1003,13 +1004,20 @@ static void parse_object(ctx *c, const schema *s, void *base, const json_t *obj,
         if (f->kind == K_ENUM)
             *(int *)dst = -1;
         switch (f->kind) {
-        case K_OBJ:
+        case K_OBJ: {
+            json_t *wrapped = NULL;
+            if (v && json_is_string(v) && f->sub->shorthand) {
+                wrapped = json_pack("{sO}", f->sub->shorthand, v);
+                v = wrapped;
+            }
             if (v && !json_is_object(v)) {
                 PROBLEM(c, "indent its keys under it", "expected a mapping, got %s", json_kind(v));
                 v = NULL;
             }
             parse_object(c, f->sub, dst, v, entry_id);
+            json_decref(wrapped);
             break;
+        }
         case K_MAP:
         case K_SEQ:
             if (v)

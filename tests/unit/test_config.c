@@ -143,6 +143,19 @@ static void test_file_values(void **state)
     bt_config_free(cfg);
 }
 
+/* DESIGN.md §6 writes the store as a bare URL; that form means {url: ...}. */
+static void test_store_shorthand(void **state)
+{
+    (void)state;
+    bt_config *cfg = load_ok("store: postgres://baton:pw@db:5432/baton\n", NULL);
+    assert_string_equal(cfg->store.url, "postgres://baton:pw@db:5432/baton");
+    assert_int_equal(cfg->store.kind, BT_STORE_POSTGRES);
+    bt_config_free(cfg);
+    cfg = load_ok("store: sqlite:/tmp/x.db\n", NULL);
+    assert_int_equal(cfg->store.kind, BT_STORE_SQLITE);
+    bt_config_free(cfg);
+}
+
 static void test_env_fallbacks(void **state)
 {
     (void)state;
@@ -500,6 +513,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_file_values),
+        cmocka_unit_test(test_store_shorthand),
         cmocka_unit_test(test_env_fallbacks),
         cmocka_unit_test(test_var_expansion),
         cmocka_unit_test(test_each_error_kind),
