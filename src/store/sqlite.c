@@ -78,7 +78,9 @@ static const char *const migrations[] = {
     "CREATE INDEX tasks_ready ON tasks(priority, created_at, identifier, id)"
     " WHERE status = 'pending';"
     "CREATE INDEX tasks_leased ON tasks(lease_expires_at) WHERE status = 'in_progress';"
-    "CREATE INDEX tasks_status ON tasks(status, finished_at);"
+    /* Cleanup by age; partial so the planner never prefers it for the queue. */
+    "CREATE INDEX tasks_finished ON tasks(status, finished_at)"
+    " WHERE status IN ('completed','failed','cancelled');"
     "CREATE TABLE runs ("
     " id TEXT PRIMARY KEY,"
     " task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
@@ -372,29 +374,40 @@ static void sq_activate(sq_store *q)
     uv_check_start(&q->h->check, on_check);
 }
 
+/* Runs one cached, parameterless statement (savepoints: parsed once, not per op). */
+static int sq_run(sq_store *q, const char *sql, bt_error *err)
+{
+    sqlite3_stmt *st = sq_prep(q, sql, err);
+    if (!st)
+        return err ? err->code : BT_EIO;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sq_fail(q, err, rc, sql);
+}
+
 /* Opens the turn's transaction if needed and a savepoint for one operation. */
 static int sq_wbegin(sq_store *q, bt_error *err)
 {
     if (!q->in_txn) {
-        int rc = sq_exec(q, "BEGIN IMMEDIATE", err);
+        int rc = sq_run(q, "BEGIN IMMEDIATE", err);
         if (rc)
             return rc;
         q->in_txn = true;
         sq_activate(q);
     }
     q->ev_mark = q->events.len;
-    return sq_exec(q, "SAVEPOINT op", err);
+    return sq_run(q, "SAVEPOINT op", err);
 }
 
 /* Ends the operation's savepoint: kept when rc == 0, undone (with its events) else. */
 static void sq_wend(sq_store *q, int rc)
 {
     if (rc) {
-        sqlite3_exec(q->db, "ROLLBACK TO op", NULL, NULL, NULL);
+        sq_run(q, "ROLLBACK TO op", NULL);
         while (q->events.len > q->ev_mark)
             bt_event_free(q->events.items[--q->events.len]);
     }
-    sqlite3_exec(q->db, "RELEASE op", NULL, NULL, NULL);
+    sq_run(q, "RELEASE op", NULL);
 }
 
 static void done_free(sq_done *d)
@@ -541,11 +554,9 @@ static void sq_turn(sq_store *q)
     int crc = 0;
     bt_error cerr = BT_ERROR_INIT;
     if (q->in_txn) {
-        int rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            crc = sq_fail(q, &cerr, rc, "COMMIT");
+        crc = sq_run(q, "COMMIT", &cerr);
+        if (crc)
             sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-        }
         q->in_txn = false;
     }
     /* Take the batch: callbacks may issue new operations, which start the next one. */
@@ -734,6 +745,34 @@ static int load_task(sq_store *q, const char *id, bt_task **out, bt_error *err)
     return sq_fail(q, err, rc, "reading a task");
 }
 
+/* Writes the queue-state columns of t back (what claims, completions, failures and
+ * lease changes touch; cheaper than save_task: no JSON re-serialisation of labels/meta). */
+static int save_state(sq_store *q, const bt_task *t, bt_error *err)
+{
+    sqlite3_stmt *st = sq_prep(q,
+                               "UPDATE tasks SET status=?, attempts=?, next_attempt_at=?, "
+                               "lease_owner=?, lease_expires_at=?, fencing=?, result=?, error=?, "
+                               "updated_at=?, started_at=?, finished_at=? WHERE id=?",
+                               err);
+    if (!st)
+        return err->code;
+    b_text(st, 1, bt_task_status_name(t->status));
+    sqlite3_bind_int(st, 2, t->attempts);
+    sqlite3_bind_int64(st, 3, t->next_attempt_at);
+    b_text(st, 4, t->lease_owner);
+    sqlite3_bind_int64(st, 5, t->lease_expires_at);
+    sqlite3_bind_int64(st, 6, t->fencing);
+    b_json(st, 7, t->result);
+    b_text(st, 8, t->error);
+    sqlite3_bind_int64(st, 9, t->updated_at);
+    sqlite3_bind_int64(st, 10, t->started_at);
+    sqlite3_bind_int64(st, 11, t->finished_at);
+    b_text(st, 12, t->id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : sq_fail(q, err, rc, "updating a task");
+}
+
 /* Writes every mutable column of t back. */
 static int save_task(sq_store *q, const bt_task *t, bt_error *err)
 {
@@ -786,7 +825,7 @@ static int task_move(sq_store *q, bt_task *t, bt_task_status to, int64_t now, co
     bt_task_status from = t->status;
     t->status = to;
     t->updated_at = now;
-    int rc = save_task(q, t, err);
+    int rc = save_state(q, t, err);
     if (rc == 0)
         rc = ev_task_status(q, t, from, now, reason, err);
     return rc;
@@ -1193,12 +1232,14 @@ static void sq_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
     if ((rc = sq_wbegin(q, &d.err)))
         goto out;
     int64_t now = bt_store__now(s);
-    sqlite3_stmt *st = sq_prep(q,
-                               "SELECT " TASK_COLS " FROM tasks WHERE status = 'pending' AND "
-                               "next_attempt_at <= ?1 AND (?2 IS NULL OR project = ?2) AND "
-                               "(?3 IS NULL OR workflow = ?3) ORDER BY priority, created_at, "
-                               "identifier, id LIMIT ?4",
-                               &d.err);
+    sqlite3_stmt *st =
+        sq_prep(q,
+                "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_ready WHERE status = "
+                "'pending' AND "
+                "next_attempt_at <= ?1 AND (?2 IS NULL OR project = ?2) AND "
+                "(?3 IS NULL OR workflow = ?3) ORDER BY priority, created_at, "
+                "identifier, id LIMIT ?4",
+                &d.err);
     if (!st) {
         rc = d.err.code;
         goto end;
@@ -1273,7 +1314,7 @@ static void sq_heartbeat(bt_store *s, const char *id, const char *owner, int64_t
     int64_t now = bt_store__now(s);
     t->lease_expires_at = now + lease_ms;
     t->updated_at = now;
-    rc = save_task(q, t, &d.err);
+    rc = save_state(q, t, &d.err);
 end:
     sq_wend(q, rc);
 out:
@@ -1418,7 +1459,7 @@ static void sq_requeue_expired(bt_store *s, bt_store_count_cb cb, void *ud)
         /* an expired lease is not the item's fault: claimable again at once */
         if (rc == 0 && oc == BT_FAIL_RETRY && tasks[i]->next_attempt_at != now) {
             tasks[i]->next_attempt_at = now;
-            rc = save_task(q, tasks[i], &d.err);
+            rc = save_state(q, tasks[i], &d.err);
         }
     }
     d.count = (int64_t)n;
