@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 extern char **environ;
 
@@ -205,6 +206,21 @@ static int build_auth(bt_app *app, bt_error *err)
     return 0;
 }
 
+/* Suspended SSE clients hold fds; the default soft limit (1024) would cap them well
+ * below the connection limit (c-stack.md §5.1 item 9). */
+static void raise_nofile(bt_log *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t want = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+    if (want <= rl.rlim_cur)
+        return;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        bt_log_warn(log, "cannot raise the open-file limit", BT_LF_INT("limit", want));
+}
+
 /* ---- shutdown ---- */
 
 static void on_http_down(bt_http_server *srv, void *ud)
@@ -301,6 +317,7 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
         app->log = bt_log_new(stderr, (bt_log_level)app->cfg->log.level);
     }
     bt_config_each_secret(app->cfg, add_secret, app->log);
+    raise_nofile(app->log);
     uv_loop_init(&app->loop);
     app->started_ms = bt_time_wall_ms();
 
