@@ -16,16 +16,11 @@
  * Routes for now: GET /health (seed 002's exact shape) and GET /ready. The API layer
  * (src/api/) will register the rest through app_routes().
  */
-/* config.h and obs/log.h both define a type named bt_log_level (different enums); this
- * file needs both, so config's is renamed while it is included. */
-#define bt_log_level bt_config_log_level_
-#include "config/config.h"
-#undef bt_log_level
-
 #include "app/app.h"
 
 #include "base/mem.h"
 #include "base/time.h"
+#include "config/config.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "obs/log.h"
