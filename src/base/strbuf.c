@@ -6,6 +6,7 @@
 #include "base/mem.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,25 @@ void bt_strbuf_add_json_str(bt_strbuf *sb, const char *s, size_t n)
         }
     }
     bt_strbuf_addch(sb, '"');
+}
+
+void bt_strbuf_add_double(bt_strbuf *sb, double v)
+{
+    if (!isfinite(v)) {
+        bt_strbuf_addstr(sb, "null");
+        return;
+    }
+    if (v == floor(v) && fabs(v) < 1e15) {
+        bt_strbuf_addf(sb, "%.0f", v);
+        return;
+    }
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    bt_strbuf_addstr(sb, buf);
 }
 
 void bt_strbuf_setlen(bt_strbuf *sb, size_t len)

@@ -34,6 +34,9 @@ void bt_strbuf_vaddf(bt_strbuf *sb, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 /* Append s as a JSON string literal, quotes included. */
 void bt_strbuf_add_json_str(bt_strbuf *sb, const char *s, size_t n);
+/* Append a finite double in its shortest round-trip form (0.05, not 0.05000000000000000277);
+ * integral values print without a fraction. NaN/Inf append "null". */
+void bt_strbuf_add_double(bt_strbuf *sb, double v);
 void bt_strbuf_setlen(bt_strbuf *sb, size_t len);
 void bt_strbuf_trim(bt_strbuf *sb);
 /* The contents, "" when nothing was ever added. Borrowed. */

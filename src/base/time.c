@@ -46,8 +46,11 @@ char *bt_time_format_iso(int64_t wall_ms, char *buf)
     struct tm tm;
     int ms;
     split(wall_ms, &tm, &ms);
-    snprintf(buf, BT_TIME_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+    /* A roomy scratch buffer: the compiler cannot prove tm's fields are small. */
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    snprintf(buf, BT_TIME_ISO_LEN, "%.31s", tmp);
     return buf;
 }
 
@@ -56,8 +59,10 @@ char *bt_time_format_iso_seconds(int64_t wall_ms, char *buf)
     struct tm tm;
     int ms;
     split(wall_ms, &tm, &ms);
-    snprintf(buf, BT_TIME_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(buf, BT_TIME_ISO_LEN, "%.31s", tmp);
     return buf;
 }
 

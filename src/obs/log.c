@@ -10,7 +10,6 @@
 #include "base/vec.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,10 +230,7 @@ void bt_log_write(bt_log *log, bt_log_level level, const char *msg, ...)
             bt_strbuf_addf(&sb, "%lld", (long long)f.i);
             break;
         case BT_LF_DBL_:
-            if (isfinite(f.d))
-                bt_strbuf_addf(&sb, "%.17g", f.d);
-            else
-                bt_strbuf_addstr(&sb, "null");
+            bt_strbuf_add_double(&sb, f.d);
             break;
         case BT_LF_BOOL_:
             bt_strbuf_addstr(&sb, f.i ? "true" : "false");

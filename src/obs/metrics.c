@@ -240,18 +240,8 @@ static void add_number(bt_strbuf *out, double v)
         bt_strbuf_addstr(out, "NaN");
     else if (isinf(v))
         bt_strbuf_addstr(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == floor(v) && fabs(v) < 1e15)
-        bt_strbuf_addf(out, "%.0f", v);
-    else {
-        /* Shortest form that reads back exactly: 0.1 rather than 0.10000000000000001. */
-        char buf[32];
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, sizeof buf, "%.*g", prec, v);
-            if (strtod(buf, NULL) == v)
-                break;
-        }
-        bt_strbuf_addstr(out, buf);
-    }
+    else
+        bt_strbuf_add_double(out, v);
 }
 
 static void add_labels(bt_strbuf *out, const bt_metric *m, const series *s, const char *le)

@@ -26,7 +26,7 @@ static char *capture(void (*fn)(bt_log *), bt_log_level level)
 static void write_fields(bt_log *log)
 {
     bt_log_info(log, "task claimed", BT_LF_STR("task", "01ABC"), BT_LF_INT("attempt", 2),
-                BT_LF_BOOL("retry", 1), BT_LF_DBL("cost", 0.25), BT_LF_STR("none", NULL));
+                BT_LF_BOOL("retry", 1), BT_LF_DBL("cost", 0.05), BT_LF_STR("none", NULL));
     bt_log_debug(log, "hidden at info");
 }
 
@@ -45,6 +45,7 @@ static void test_fields(void **state)
     assert_true(json_is_true(json_object_get(v, "retry")));
     assert_true(json_is_null(json_object_get(v, "none")));
     assert_non_null(json_object_get(v, "ts"));
+    assert_non_null(strstr(out, "\"cost\":0.05,")); /* shortest form, not 0.0500000000000000028 */
     json_decref(v);
     free(out);
 }
