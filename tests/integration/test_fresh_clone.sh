@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command works from a fresh clone: clone the committed tree into a
 # temporary folder, run `scripts/test.sh --build-only` there (dependency install +
-# sanitizer build from nothing), check the binary runs, then plant a failing test and
+# sanitizer build from nothing) and `scripts/run.sh --help` (the release build), check
+# the binary runs, then plant a failing test and
 # check that the test command exits non-zero (so CI cannot pass over a failure).
 set -euo pipefail
 src="${BATON_SOURCE_DIR:?}"
@@ -19,6 +20,9 @@ export BATON_IN_FRESH_CLONE=1
 
 scripts/test.sh --build-only
 ./build-test/baton --version | grep -q '^baton '
+# The README's run command: its optimised build (warnings differ at -O2) and the
+# serve command line it starts (--help makes it exit instead of serving).
+scripts/run.sh --help | grep -q 'usage: baton serve'
 
 # A failing test must fail the test command.
 printf '#!/bin/sh\necho "planted failure"\nexit 1\n' > tests/integration/test_zz_planted_failure.sh
