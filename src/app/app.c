@@ -13,10 +13,12 @@
  * store is closed (it may run the loop to finish pending operations, which must not
  * happen inside a loop callback), the loop drained and closed.
  *
- * Routes for now: GET /health (seed 002's exact shape) and GET /ready. The API layer
- * (src/api/) will register the rest through app_routes().
+ * Routes are registered by the API layer (src/api/api.h), which sees the daemon's parts
+ * through a bt_api context filled here.
  */
 #include "app/app.h"
+
+#include "api/api.h"
 
 #include "base/mem.h"
 #include "base/time.h"
@@ -24,6 +26,7 @@
 #include "http/auth.h"
 #include "http/server.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "store/store.h"
 
 #include <signal.h>
@@ -42,118 +45,23 @@ typedef struct bt_app {
     bt_store *store;
     bt_http_auth *auth;
     bt_http_server *http;
+    bt_metrics *metrics;
+    bt_api api; /* the HTTP API's view of the above (src/api/) */
     uv_signal_t sigterm, sigint;
     int stopping;
     int64_t started_ms;
 } bt_app;
 
-/* ---- /health: seed 002's shape, from the store ---- */
-
-typedef struct health_ctx {
-    bt_app *app;
-    bt_http_req *req;
-    int pending;
-    int rc;
-    bt_error err;
-    int64_t workers_total, workers_available;
-    int64_t pending_tasks, in_progress, completed;
-} health_ctx;
-
-static void health_finish(health_ctx *h)
-{
-    if (--h->pending > 0)
-        return;
-    if (h->rc < 0) {
-        bt_http_respond_error(h->req, 503, "unavailable", "health check failed: %s", h->err.msg);
-    } else {
-        json_t *j = json_pack(
-            "{s:s,s:{s:I,s:I},s:{s:I,s:I,s:I},s:b}", "status", "healthy", "workers", "total",
-            (json_int_t)h->workers_total, "available", (json_int_t)h->workers_available, "queue",
-            "pending", (json_int_t)h->pending_tasks, "in_progress", (json_int_t)h->in_progress,
-            "completed", (json_int_t)h->completed, "github_connected", 0);
-        bt_http_respond_json(h->req, 200, j);
-    }
-    free(h);
-}
-
-static void on_health_workers(void *ud, int rc, const bt_error *err, bt_worker *const *workers,
-                              size_t n)
-{
-    health_ctx *h = ud;
-    if (rc < 0) {
-        h->rc = rc;
-        if (err)
-            h->err = *err;
-    } else {
-        int64_t now = bt_time_wall_ms();
-        int64_t fresh = h->app->cfg->workers.offline_after_ms > 0
-                            ? h->app->cfg->workers.offline_after_ms
-                            : 120000;
-        h->workers_total = (int64_t)n;
-        for (size_t i = 0; i < n; i++)
-            if (workers[i]->status && strcmp(workers[i]->status, "idle") == 0 &&
-                now - workers[i]->last_seen <= fresh)
-                h->workers_available++;
-    }
-    health_finish(h);
-}
-
-static void on_health_stats(void *ud, int rc, const bt_error *err, const bt_task_stats *st)
-{
-    health_ctx *h = ud;
-    if (rc < 0) {
-        h->rc = rc;
-        if (err)
-            h->err = *err;
-    } else {
-        h->pending_tasks = st->count[BT_TASK_PENDING];
-        h->in_progress = st->count[BT_TASK_IN_PROGRESS];
-        h->completed = st->count[BT_TASK_COMPLETED];
-    }
-    health_finish(h);
-}
-
-static void h_health(bt_http_req *req, void *ud)
-{
-    bt_app *app = ud;
-    if (!app->store) {
-        bt_http_respond_error(req, 503, "unavailable", "the store is not open");
-        return;
-    }
-    health_ctx *h = bt_xcalloc(1, sizeof *h);
-    h->app = app;
-    h->req = req;
-    h->pending = 2;
-    bt_http_req_suspend(req);
-    bt_store_worker_list(app->store, on_health_workers, h);
-    bt_store_task_stats(app->store, on_health_stats, h);
-}
-
-static void h_ready(bt_http_req *req, void *ud)
-{
-    bt_app *app = ud;
-    if (!app->store || app->stopping) {
-        json_t *j =
-            json_pack("{s:s,s:{s:s,s:s}}", "status", "not_ready", "error", "code", "unavailable",
-                      "message", app->stopping ? "shutting down" : "the store is not open");
-        bt_http_respond_json(req, 503, j);
-        return;
-    }
-    bt_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
-}
-
 static int app_routes(bt_app *app, bt_error *err)
 {
-    const bt_http_route routes[] = {
-        {"GET", "/health", BT_HTTP_SCOPE_NONE, h_health, app, 0, BT_HTTP_ROUTE_QUIET},
-        {"GET", "/ready", BT_HTTP_SCOPE_NONE, h_ready, app, 0, BT_HTTP_ROUTE_QUIET},
-    };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = bt_http_server_route(app->http, &routes[i], err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    app->api.loop = &app->loop;
+    app->api.cfg = app->cfg;
+    app->api.log = app->log;
+    app->api.store = app->store;
+    app->api.metrics = app->metrics;
+    app->api.http = app->http;
+    app->api.started_ms = app->started_ms;
+    return bt_api_register(&app->api, err);
 }
 
 /* ---- start-up helpers ---- */
@@ -235,6 +143,7 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     }
     app->stopping = 1;
+    app->api.stopping = 1;
     bt_log_info(app->log, "shutting down",
                 BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     bt_http_server_shutdown(app->http, on_http_down, app);
@@ -267,6 +176,7 @@ static int finish(bt_app *app, int rc)
     uv_run(&app->loop, UV_RUN_DEFAULT);
     bt_http_server_free(app->http);
     bt_http_auth_free(app->auth);
+    bt_metrics_free(app->metrics);
     if (uv_loop_close(&app->loop) != 0) {
         uv_walk(&app->loop, report_leftover, app);
         uv_walk(&app->loop, close_leftover, NULL);
@@ -315,6 +225,7 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     raise_nofile(app->log);
     uv_loop_init(&app->loop);
     app->started_ms = bt_time_wall_ms();
+    app->metrics = bt_metrics_new();
 
     const char *store_url = o.store_url ? o.store_url : app->cfg->store.url;
     bt_store_options so = {0};
