@@ -1,10 +1,12 @@
 /*
  * store.c - backend selection by URL, the common part of every store (options,
  * clock, ids, event subscribers, retry backoff), and the dispatch of each operation
- * in store.h to the backend's vtable.
+ * in store.h to the backend's vtable. With an op hook set (bt_store_set_op_hook), each
+ * dispatch wraps the caller's callback in a small trampoline that times the operation.
  */
 #include "store/store_impl.h"
 
+#include "base/mem.h"
 #include "base/str.h"
 #include "base/time.h"
 
@@ -138,8 +140,14 @@ int bt_store_open(uv_loop_t *loop, const char *url, const bt_store_options *opts
     *out = NULL;
     if (!url || !*url)
         return bt_errorf(err, BT_EINVAL, "no store URL; use sqlite:PATH or postgres://...");
-    if (bt_str_starts_with(url, "postgres://") || bt_str_starts_with(url, "postgresql://"))
+    if (bt_str_starts_with(url, "postgres://") || bt_str_starts_with(url, "postgresql://")) {
+#ifdef BT_HAVE_POSTGRES
         return bt_store_postgres_open(loop, url, opts, out, err);
+#else
+        return bt_errorf(err, BT_EUNAVAIL,
+                         "this baton was built without the PostgreSQL backend; use sqlite:PATH");
+#endif
+    }
     if (bt_str_starts_with(url, "sqlite://"))
         return bt_store_sqlite_open(loop, url + 9, opts, out, err);
     if (bt_str_starts_with(url, "sqlite:"))
@@ -168,24 +176,131 @@ int bt_store_connections(const bt_store *s)
     return s->vt->connections(s);
 }
 
+
+/* ---- operation timing (bt_store_set_op_hook). The trampoline carries the caller's
+ * callback and ud; it reports the elapsed time, frees itself, then calls the caller. */
+
+void bt_store_set_op_hook(bt_store *s, bt_store_op_fn fn, void *ud)
+{
+    s->op_hook = fn;
+    s->op_ud = ud;
+}
+
+typedef struct op_timer {
+    bt_store *s;
+    const char *op; /* a literal */
+    int64_t t0_ns;
+    void (*cb)(void); /* the caller's callback, cast back to its type */
+    void *ud;
+} op_timer;
+
+static op_timer *op_begin(bt_store *s, const char *op, void (*cb)(void), void *ud)
+{
+    op_timer *t = bt_xmalloc(sizeof *t);
+    t->s = s;
+    t->op = op;
+    t->t0_ns = bt_time_mono_ns();
+    t->cb = cb;
+    t->ud = ud;
+    return t;
+}
+
+/* Report, free, and hand back the caller's callback and ud. */
+static void (*op_end(op_timer *t, void **ud))(void)
+{
+    bt_store *s = t->s;
+    if (s->op_hook)
+        s->op_hook(s->op_ud, t->op, (double)(bt_time_mono_ns() - t->t0_ns) / 1e9);
+    void (*cb)(void) = t->cb;
+    *ud = t->ud;
+    free(t);
+    return cb;
+}
+
+#define TRAMPOLINE(name, type, params, args)                                                       \
+    static void name params                                                                        \
+    {                                                                                              \
+        void *cud;                                                                                 \
+        type cb = (type)op_end(ud, &cud);                                                          \
+        if (cb)                                                                                    \
+            cb args;                                                                               \
+    }
+TRAMPOLINE(tr_done, bt_store_done_cb, (void *ud, int rc, const bt_error *err), (cud, rc, err))
+TRAMPOLINE(tr_task, bt_store_task_cb, (void *ud, int rc, const bt_error *err, const bt_task *t),
+           (cud, rc, err, t))
+TRAMPOLINE(tr_create, bt_store_create_cb,
+           (void *ud, int rc, const bt_error *err, const bt_task *t, bool created),
+           (cud, rc, err, t, created))
+TRAMPOLINE(tr_tasks, bt_store_tasks_cb,
+           (void *ud, int rc, const bt_error *err, bt_task *const *v, size_t n, const char *c),
+           (cud, rc, err, v, n, c))
+TRAMPOLINE(tr_fail, bt_store_fail_cb,
+           (void *ud, int rc, const bt_error *err, const bt_task *t, bt_fail_outcome o),
+           (cud, rc, err, t, o))
+TRAMPOLINE(tr_count, bt_store_count_cb, (void *ud, int rc, const bt_error *err, int64_t n),
+           (cud, rc, err, n))
+TRAMPOLINE(tr_stats, bt_store_stats_cb,
+           (void *ud, int rc, const bt_error *err, const bt_task_stats *st), (cud, rc, err, st))
+TRAMPOLINE(tr_run, bt_store_run_cb, (void *ud, int rc, const bt_error *err, const bt_run *r),
+           (cud, rc, err, r))
+TRAMPOLINE(tr_runs, bt_store_runs_cb,
+           (void *ud, int rc, const bt_error *err, bt_run *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_step, bt_store_step_cb, (void *ud, int rc, const bt_error *err, const bt_step *st),
+           (cud, rc, err, st))
+TRAMPOLINE(tr_steps, bt_store_steps_cb,
+           (void *ud, int rc, const bt_error *err, bt_step *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_event, bt_store_event_cb, (void *ud, int rc, const bt_error *err, const bt_event *e),
+           (cud, rc, err, e))
+TRAMPOLINE(tr_events, bt_store_events_cb,
+           (void *ud, int rc, const bt_error *err, bt_event *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_worker, bt_store_worker_cb,
+           (void *ud, int rc, const bt_error *err, const bt_worker *w), (cud, rc, err, w))
+TRAMPOLINE(tr_workers, bt_store_workers_cb,
+           (void *ud, int rc, const bt_error *err, bt_worker *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_approval, bt_store_approval_cb,
+           (void *ud, int rc, const bt_error *err, const bt_approval *a), (cud, rc, err, a))
+TRAMPOLINE(tr_approvals, bt_store_approvals_cb,
+           (void *ud, int rc, const bt_error *err, bt_approval *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_lock, bt_store_lock_cb, (void *ud, int rc, const bt_error *err, const bt_lock *l),
+           (cud, rc, err, l))
+
+/* In a dispatch function: when timing, swap (cb, ud) for the trampoline. */
+#define TIMED(op, tramp)                                                                           \
+    do {                                                                                           \
+        if (s->op_hook) {                                                                          \
+            ud = op_begin(s, op, (void (*)(void))cb, ud);                                          \
+            cb = tramp;                                                                            \
+        }                                                                                          \
+    } while (0)
+
 void bt_store_flush(bt_store *s, bt_store_done_cb cb, void *ud)
 {
+    TIMED("flush", tr_done);
     s->vt->flush(s, cb, ud);
 }
 void bt_store_task_create(bt_store *s, const bt_task_input *in, bt_store_create_cb cb, void *ud)
 {
+    TIMED("task_create", tr_create);
     s->vt->task_create(s, in, cb, ud);
 }
 void bt_store_task_get(bt_store *s, const char *id, bt_store_task_cb cb, void *ud)
 {
+    TIMED("task_get", tr_task);
     s->vt->task_get(s, id, cb, ud);
 }
 void bt_store_task_get_by_key(bt_store *s, const char *dedupe_key, bt_store_task_cb cb, void *ud)
 {
+    TIMED("task_get_by_key", tr_task);
     s->vt->task_get_by_key(s, dedupe_key, cb, ud);
 }
 void bt_store_task_list(bt_store *s, const bt_task_filter *f, bt_store_tasks_cb cb, void *ud)
 {
+    TIMED("task_list", tr_tasks);
     s->vt->task_list(s, f, cb, ud);
 }
 void bt_store_task_update(bt_store *s, const char *id, const bt_task_patch *p, bt_store_task_cb cb,
@@ -196,46 +311,56 @@ void bt_store_task_update(bt_store *s, const char *id, const bt_task_patch *p, b
 void bt_store_task_transition(bt_store *s, const char *id, bt_task_status to, const char *reason,
                               bt_store_task_cb cb, void *ud)
 {
+    TIMED("task_transition", tr_task);
     s->vt->task_transition(s, id, to, reason, cb, ud);
 }
 void bt_store_claim(bt_store *s, const bt_claim_opts *opts, bt_store_tasks_cb cb, void *ud)
 {
+    TIMED("claim", tr_tasks);
     s->vt->claim(s, opts, cb, ud);
 }
 void bt_store_heartbeat(bt_store *s, const char *id, const char *owner, int64_t fencing,
                         int64_t lease_ms, bt_store_task_cb cb, void *ud)
 {
+    TIMED("heartbeat", tr_task);
     s->vt->heartbeat(s, id, owner, fencing, lease_ms, cb, ud);
 }
 void bt_store_complete(bt_store *s, const char *id, const char *owner, int64_t fencing,
                        const json_t *result, bt_store_task_cb cb, void *ud)
 {
+    TIMED("complete", tr_task);
     s->vt->complete(s, id, owner, fencing, result, cb, ud);
 }
 void bt_store_fail(bt_store *s, const char *id, const char *owner, int64_t fencing,
                    const char *error, bool retryable, bt_store_fail_cb cb, void *ud)
 {
+    TIMED("fail", tr_fail);
     s->vt->fail(s, id, owner, fencing, error, retryable, cb, ud);
 }
 void bt_store_release(bt_store *s, const char *id, const char *owner, int64_t fencing,
                       const char *reason, bt_store_task_cb cb, void *ud)
 {
+    TIMED("release", tr_task);
     s->vt->release(s, id, owner, fencing, reason, cb, ud);
 }
 void bt_store_requeue_expired(bt_store *s, bt_store_count_cb cb, void *ud)
 {
+    TIMED("requeue_expired", tr_count);
     s->vt->requeue_expired(s, cb, ud);
 }
 void bt_store_task_stats(bt_store *s, bt_store_stats_cb cb, void *ud)
 {
+    TIMED("task_stats", tr_stats);
     s->vt->task_stats(s, cb, ud);
 }
 void bt_store_cleanup_stale(bt_store *s, int64_t max_age_ms, bt_store_count_cb cb, void *ud)
 {
+    TIMED("cleanup_stale", tr_count);
     s->vt->cleanup_stale(s, max_age_ms, cb, ud);
 }
 void bt_store_clear_completed(bt_store *s, bt_store_count_cb cb, void *ud)
 {
+    TIMED("clear_completed", tr_count);
     s->vt->clear_completed(s, cb, ud);
 }
 void bt_store_run_create(bt_store *s, const char *task_id, const char *workflow,
@@ -246,11 +371,13 @@ void bt_store_run_create(bt_store *s, const char *task_id, const char *workflow,
 }
 void bt_store_run_get(bt_store *s, const char *run_id, bt_store_run_cb cb, void *ud)
 {
+    TIMED("run_get", tr_run);
     s->vt->run_get(s, run_id, cb, ud);
 }
 void bt_store_run_list(bt_store *s, const char *task_id, const bt_run_status *status, int limit,
                        bt_store_runs_cb cb, void *ud)
 {
+    TIMED("run_list", tr_runs);
     s->vt->run_list(s, task_id, status, limit, cb, ud);
 }
 void bt_store_run_update(bt_store *s, const char *run_id, const bt_run_patch *p, bt_store_run_cb cb,
@@ -262,40 +389,49 @@ void bt_store_step_start(bt_store *s, const char *run_id, const char *step_key, 
                          int32_t attempt, int32_t seq, const char *agent, const char *role,
                          bt_store_step_cb cb, void *ud)
 {
+    TIMED("step_start", tr_step);
     s->vt->step_start(s, run_id, step_key, iteration, attempt, seq, agent, role, cb, ud);
 }
 void bt_store_step_finish(bt_store *s, const char *step_id, const bt_step_result *r,
                           bt_store_step_cb cb, void *ud)
 {
+    TIMED("step_finish", tr_step);
     s->vt->step_finish(s, step_id, r, cb, ud);
 }
 void bt_store_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, void *ud)
 {
+    TIMED("step_list", tr_steps);
     s->vt->step_list(s, run_id, cb, ud);
 }
 void bt_store_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
                            const json_t *data, bt_store_event_cb cb, void *ud)
 {
+    TIMED("event_append", tr_event);
     s->vt->event_append(s, type, task_id, run_id, data, cb, ud);
 }
 void bt_store_event_read(bt_store *s, const bt_event_filter *f, bt_store_events_cb cb, void *ud)
 {
+    TIMED("event_read", tr_events);
     s->vt->event_read(s, f, cb, ud);
 }
 void bt_store_event_last_seq(bt_store *s, bt_store_count_cb cb, void *ud)
 {
+    TIMED("event_last_seq", tr_count);
     s->vt->event_last_seq(s, cb, ud);
 }
 void bt_store_worker_upsert(bt_store *s, const bt_worker_input *in, bt_store_worker_cb cb, void *ud)
 {
+    TIMED("worker_upsert", tr_worker);
     s->vt->worker_upsert(s, in, cb, ud);
 }
 void bt_store_worker_get(bt_store *s, const char *id, bt_store_worker_cb cb, void *ud)
 {
+    TIMED("worker_get", tr_worker);
     s->vt->worker_get(s, id, cb, ud);
 }
 void bt_store_worker_list(bt_store *s, bt_store_workers_cb cb, void *ud)
 {
+    TIMED("worker_list", tr_workers);
     s->vt->worker_list(s, cb, ud);
 }
 void bt_store_approval_create(bt_store *s, const bt_approval_input *in, bt_store_approval_cb cb,
@@ -305,21 +441,25 @@ void bt_store_approval_create(bt_store *s, const bt_approval_input *in, bt_store
 }
 void bt_store_approval_get(bt_store *s, const char *id, bt_store_approval_cb cb, void *ud)
 {
+    TIMED("approval_get", tr_approval);
     s->vt->approval_get(s, id, cb, ud);
 }
 void bt_store_approval_list(bt_store *s, const bt_approval_status *status, const char *run_id,
                             bt_store_approvals_cb cb, void *ud)
 {
+    TIMED("approval_list", tr_approvals);
     s->vt->approval_list(s, status, run_id, cb, ud);
 }
 void bt_store_approval_decide(bt_store *s, const char *id, bool approve, const char *by,
                               const char *comment, bt_store_approval_cb cb, void *ud)
 {
+    TIMED("approval_decide", tr_approval);
     s->vt->approval_decide(s, id, approve, by, comment, cb, ud);
 }
 void bt_store_lock_acquire(bt_store *s, const char *repo, const char *const *paths, size_t n,
                            const char *owner, int64_t ttl_ms, bt_store_lock_cb cb, void *ud)
 {
+    TIMED("lock_acquire", tr_lock);
     s->vt->lock_acquire(s, repo, paths, n, owner, ttl_ms, cb, ud);
 }
 void bt_store_lock_release(bt_store *s, const char *repo, const char *owner, bt_store_count_cb cb,
