@@ -176,7 +176,6 @@ int bt_store_connections(const bt_store *s)
     return s->vt->connections(s);
 }
 
-
 /* ---- operation timing (bt_store_set_op_hook). The trampoline carries the caller's
  * callback and ud; it reports the elapsed time, frees itself, then calls the caller. */
 
@@ -306,6 +305,7 @@ void bt_store_task_list(bt_store *s, const bt_task_filter *f, bt_store_tasks_cb 
 void bt_store_task_update(bt_store *s, const char *id, const bt_task_patch *p, bt_store_task_cb cb,
                           void *ud)
 {
+    TIMED("task_update", tr_task);
     s->vt->task_update(s, id, p, cb, ud);
 }
 void bt_store_task_transition(bt_store *s, const char *id, bt_task_status to, const char *reason,
@@ -367,6 +367,7 @@ void bt_store_run_create(bt_store *s, const char *task_id, const char *workflow,
                          const char *workflow_version, const json_t *state, bt_store_run_cb cb,
                          void *ud)
 {
+    TIMED("run_create", tr_run);
     s->vt->run_create(s, task_id, workflow, workflow_version, state, cb, ud);
 }
 void bt_store_run_get(bt_store *s, const char *run_id, bt_store_run_cb cb, void *ud)
@@ -383,6 +384,7 @@ void bt_store_run_list(bt_store *s, const char *task_id, const bt_run_status *st
 void bt_store_run_update(bt_store *s, const char *run_id, const bt_run_patch *p, bt_store_run_cb cb,
                          void *ud)
 {
+    TIMED("run_update", tr_run);
     s->vt->run_update(s, run_id, p, cb, ud);
 }
 void bt_store_step_start(bt_store *s, const char *run_id, const char *step_key, int32_t iteration,
@@ -437,6 +439,7 @@ void bt_store_worker_list(bt_store *s, bt_store_workers_cb cb, void *ud)
 void bt_store_approval_create(bt_store *s, const bt_approval_input *in, bt_store_approval_cb cb,
                               void *ud)
 {
+    TIMED("approval_create", tr_approval);
     s->vt->approval_create(s, in, cb, ud);
 }
 void bt_store_approval_get(bt_store *s, const char *id, bt_store_approval_cb cb, void *ud)
@@ -465,5 +468,6 @@ void bt_store_lock_acquire(bt_store *s, const char *repo, const char *const *pat
 void bt_store_lock_release(bt_store *s, const char *repo, const char *owner, bt_store_count_cb cb,
                            void *ud)
 {
+    TIMED("lock_release", tr_count);
     s->vt->lock_release(s, repo, owner, cb, ud);
 }

@@ -405,6 +405,14 @@ void bt_store_unsubscribe(bt_store *s, int subscription);
 /* Open connections, for the database_connections metric. */
 int bt_store_connections(const bt_store *s);
 
+/* Operation timing, for the baton_store_op_duration_seconds metric. When a hook is set,
+ * every operation below reports its name ("task_get", "claim", ...) and the seconds
+ * from the call to its callback (so writes include the wait for their durable commit),
+ * just before the callback runs. fn NULL removes the hook. ud is borrowed and must
+ * outlive the store (the hook may run while bt_store_close completes pending work). */
+typedef void (*bt_store_op_fn)(void *ud, const char *op, double seconds);
+void bt_store_set_op_hook(bt_store *s, bt_store_op_fn fn, void *ud);
+
 /* ---------------------------------------------------------------------------------
  * Task operations.
  */

@@ -88,6 +88,8 @@ struct bt_store {
     } subs[BT_STORE_MAX_SUBSCRIBERS];
     int nsubs;
     int next_sub_id;
+    bt_store_op_fn op_hook; /* bt_store_set_op_hook; NULL = no timing */
+    void *op_ud;
 };
 
 /* Fill the common part (opts may be NULL: defaults). */
