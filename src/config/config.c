@@ -299,6 +299,7 @@ static const field worker_fields[] = {
     FLD("poll_interval", K_DUR, bt_config_worker, poll_interval_ms, .dflt = "30s",
         .env = {"WORKER_POLL_INTERVAL"}),
     FLD("workspace_dir", K_STR, bt_config_worker, workspace_dir, .env = {"WORKSPACE_DIR"}),
+    FLD("command", K_STR, bt_config_worker, command, .env = {"WORKER_COMMAND"}),
 };
 static const schema worker_schema = {worker_fields, NF(worker_fields), 0, NULL};
 

@@ -251,6 +251,7 @@ typedef struct bt_config_worker {
     char *token;              /* secret */
     int64_t poll_interval_ms; /* 30s | $WORKER_POLL_INTERVAL */
     char *workspace_dir;      /* $WORKSPACE_DIR; default workspace.root */
+    char *command;            /* $WORKER_COMMAND: agent command line run per item (sh -c) */
 } bt_config_worker;
 
 /* The orchestrator's view of its seed 002 worker fleet. */
