@@ -25,6 +25,8 @@ static const cmd_entry commands[] = {
      "baton config show [--config FILE] [--json]"},
     {"serve", bt_cmd_serve, "run the orchestrator daemon (HTTP API, store)",
      "baton serve [--config FILE] [--host ADDR] [--port N] [--store URL]"},
+    {"worker", bt_cmd_worker, "run a worker that takes items from an orchestrator (seed 002)",
+     "baton worker [--server URL] [--id ID] [--command CMD] [--workspace DIR] [--once]"},
     {"help", bt_cmd_help, "show help for baton or one command", "baton help [COMMAND]"},
     {"version", bt_cmd_version, "print the version", "baton version"},
 };

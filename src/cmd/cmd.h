@@ -40,5 +40,6 @@ int bt_cmd_version(int argc, char **argv);
 int bt_cmd_validate(int argc, char **argv);
 int bt_cmd_config(int argc, char **argv);
 int bt_cmd_serve(int argc, char **argv);
+int bt_cmd_worker(int argc, char **argv);
 
 #endif
