@@ -10,6 +10,9 @@ int bt_api_register(bt_api *api, bt_error *err)
 {
     int (*const groups[])(bt_api *, bt_error *) = {
         bt_api_health_register,
+        bt_api_metrics_register,
+        bt_api_status_register,
+        bt_api_openapi_register,
     };
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
         int rc = groups[i](api, err);
@@ -17,4 +20,23 @@ int bt_api_register(bt_api *api, bt_error *err)
             return rc;
     }
     return 0;
+}
+
+int bt_api_on_cleanup(bt_api *api, void (*fn)(void *ud), void *ud, bt_error *err)
+{
+    if (api->ncleanups >= BT_API_MAX_CLEANUPS)
+        return bt_errorf(err, BT_EINTERNAL, "more than %d API cleanups: raise BT_API_MAX_CLEANUPS",
+                         BT_API_MAX_CLEANUPS);
+    api->cleanups[api->ncleanups].fn = fn;
+    api->cleanups[api->ncleanups].ud = ud;
+    api->ncleanups++;
+    return 0;
+}
+
+void bt_api_cleanup(bt_api *api)
+{
+    while (api->ncleanups > 0) {
+        api->ncleanups--;
+        api->cleanups[api->ncleanups].fn(api->cleanups[api->ncleanups].ud);
+    }
 }

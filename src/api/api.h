@@ -23,6 +23,8 @@ typedef struct bt_store bt_store;
 typedef struct bt_metrics bt_metrics;
 typedef struct bt_http_server bt_http_server;
 
+#define BT_API_MAX_CLEANUPS 16
+
 typedef struct bt_api {
     uv_loop_t *loop;
     bt_config *cfg; /* the effective configuration (PUT /api/config may change parts) */
@@ -33,12 +35,29 @@ typedef struct bt_api {
     int64_t started_ms;   /* wall clock at start-up */
     int stopping;         /* set by the app when shutdown begins */
     int github_connected; /* seed 002 /health: set by the GitHub tracker when it is up */
+    /* Teardown of route groups' own state (bt_api_on_cleanup), run by bt_api_cleanup. */
+    struct {
+        void (*fn)(void *ud);
+        void *ud;
+    } cleanups[BT_API_MAX_CLEANUPS];
+    int ncleanups;
 } bt_api;
 
 /* Register every route group. */
 int bt_api_register(bt_api *api, bt_error *err);
 
+/* A group that keeps state (store subscriptions, hooks, caches) registers its teardown
+ * here; fn(ud) runs once from bt_api_cleanup, which the app calls after the HTTP server
+ * has stopped and the store has closed (so no request or store callback can still reach
+ * the state), in reverse order of registration. Fails (BT_EINTERNAL) only when more than
+ * BT_API_MAX_CLEANUPS are registered; the caller then still owns its state. */
+int bt_api_on_cleanup(bt_api *api, void (*fn)(void *ud), void *ud, bt_error *err);
+void bt_api_cleanup(bt_api *api);
+
 /* Route groups. */
-int bt_api_health_register(bt_api *api, bt_error *err); /* /health, /ready */
+int bt_api_health_register(bt_api *api, bt_error *err);  /* /health, /ready */
+int bt_api_metrics_register(bt_api *api, bt_error *err); /* /metrics */
+int bt_api_status_register(bt_api *api, bt_error *err);  /* /api/status, /api/config */
+int bt_api_openapi_register(bt_api *api, bt_error *err); /* /openapi.json, /docs */
 
 #endif

@@ -174,6 +174,7 @@ static int finish(bt_app *app, int rc)
     bt_store_close(app->store);
     app->store = NULL;
     uv_run(&app->loop, UV_RUN_DEFAULT);
+    bt_api_cleanup(&app->api); /* route groups' state: nothing can reach it any more */
     bt_http_server_free(app->http);
     bt_http_auth_free(app->auth);
     bt_metrics_free(app->metrics);

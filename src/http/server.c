@@ -756,6 +756,15 @@ void bt_http_server_metrics(const bt_http_server *srv, bt_http_metrics_fn fn, vo
     }
 }
 
+void bt_http_server_routes(const bt_http_server *srv, bt_http_route_fn fn, void *ud)
+{
+    for (size_t i = 0; i < srv->routes.len; i++) {
+        const srv_route *rt = srv->routes.items[i];
+        fn(ud, bt_http_router_method(srv->router, rt->index),
+           bt_http_router_pattern(srv->router, rt->index), rt->scope);
+    }
+}
+
 /* ------------------------------------------------------------------------------------
  * Shutdown.
  */

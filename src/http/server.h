@@ -120,6 +120,11 @@ void bt_http_server_free(bt_http_server *srv);
 typedef void (*bt_http_metrics_fn)(void *ud, const char *method, const char *pattern, int status,
                                    uint64_t count, double seconds_total);
 void bt_http_server_metrics(const bt_http_server *srv, bt_http_metrics_fn fn, void *ud);
+/* Every registered route, in registration order (for /openapi.json and its drift test).
+ * Strings are borrowed from the server for the duration of the call. */
+typedef void (*bt_http_route_fn)(void *ud, const char *method, const char *pattern,
+                                 bt_http_scope scope);
+void bt_http_server_routes(const bt_http_server *srv, bt_http_route_fn fn, void *ud);
 /* Live counters for gauges. */
 size_t bt_http_server_active_requests(const bt_http_server *srv);
 size_t bt_http_server_active_streams(const bt_http_server *srv);

@@ -102,6 +102,17 @@ int64_t bt_store_backoff_ms(const bt_store *s, int32_t attempt)
     return d < s->opts.backoff_max_ms ? d : s->opts.backoff_max_ms;
 }
 
+void bt_store_set_retry_policy(bt_store *s, int32_t default_max_attempts, int64_t backoff_base_ms,
+                               int64_t backoff_max_ms)
+{
+    if (default_max_attempts > 0)
+        s->opts.default_max_attempts = default_max_attempts;
+    if (backoff_base_ms > 0)
+        s->opts.backoff_base_ms = backoff_base_ms;
+    if (backoff_max_ms > 0)
+        s->opts.backoff_max_ms = backoff_max_ms;
+}
+
 int bt_store__check_task_input(const bt_task_input *in, bt_error *err)
 {
     if (!in->source || !*in->source)

@@ -397,6 +397,10 @@ void bt_store_close(bt_store *s);
 const char *bt_store_backend(const bt_store *s);
 /* The retry delay for the given (1-based) attempt under this store's options. */
 int64_t bt_store_backoff_ms(const bt_store *s, int32_t attempt);
+/* Change the retry policy of an open store (PUT /api/config, queue.*): it applies to
+ * tasks created and failures reported from now on. A value <= 0 keeps the current one. */
+void bt_store_set_retry_policy(bt_store *s, int32_t default_max_attempts, int64_t backoff_base_ms,
+                               int64_t backoff_max_ms);
 
 /* Subscribe to committed events; returns a subscription id for unsubscribe. */
 int bt_store_subscribe(bt_store *s, bt_store_listener_fn fn, void *ud);
