@@ -209,8 +209,38 @@ static json_t *escape_dollars(json_t *v)
     return v;
 }
 
-/* Merge patch into base: objects recursively, anything else replaces, and the mask
- * "***" keeps what base has. */
+static int is_mask(const json_t *v)
+{
+    return json_is_string(v) && strcmp(json_string_value(v), "***") == 0;
+}
+
+static void merge(json_t *base, json_t *patch);
+
+/* An array from the patch, position by position over base's: objects merge, a mask
+ * keeps base's item (server.tokens comes back from GET as [{"token":"***"}]). */
+static json_t *merge_array(const json_t *base, json_t *patch)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *pv;
+    json_array_foreach(patch, i, pv)
+    {
+        json_t *bv = json_array_get(base, i);
+        if (bv && is_mask(pv)) {
+            json_array_append(out, bv);
+        } else if (json_is_object(pv) && json_is_object(bv)) {
+            json_t *m = json_deep_copy(bv);
+            merge(m, pv);
+            json_array_append_new(out, m);
+        } else {
+            json_array_append(out, pv);
+        }
+    }
+    return out;
+}
+
+/* Merge patch into base: objects recursively, arrays item by item, anything else
+ * replaces, and the mask "***" keeps what base has. */
 static void merge(json_t *base, json_t *patch)
 {
     const char *k;
@@ -218,10 +248,12 @@ static void merge(json_t *base, json_t *patch)
     json_object_foreach(patch, k, pv)
     {
         json_t *bv = json_object_get(base, k);
-        if (json_is_string(pv) && strcmp(json_string_value(pv), "***") == 0 && bv)
+        if (bv && is_mask(pv))
             continue;
         if (json_is_object(pv) && json_is_object(bv))
             merge(bv, pv);
+        else if (json_is_array(pv) && json_is_array(bv))
+            json_object_set_new(base, k, merge_array(bv, pv));
         else
             json_object_set(base, k, pv);
     }
@@ -309,6 +341,7 @@ static void h_config_put(bt_http_req *req, void *ud)
                               "part to change, e.g. {\"log\":{\"level\":\"debug\"}}");
         return;
     }
+    json_object_del(patch, "config_file"); /* read-only, as GET shows it */
     json_t *cur = bt_config_to_json(api->cfg, 0);
     json_object_del(cur, "config_file");
     json_t *merged = json_deep_copy(cur);
