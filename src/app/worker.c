@@ -65,6 +65,7 @@ typedef struct item {
     uv_pipe_t in, out, err;
     uv_timer_t kill_timer;
     uv_write_t wreq;
+    int proc_init; /* uv_spawn was called: the process handle must be closed */
     int spawned, exited, out_eof, err_eof, closing, open_handles;
     int64_t exit_status;
     int term_signal;
@@ -506,9 +507,14 @@ static void item_closed(item *it)
         if (n)
             bt_strbuf_addf(&e, ": %.*s", (int)n, tail);
     }
-    bt_log_info(w->o.log, "agent finished", BT_LF_STR("task", json_string_value(it->task_id)),
-                BT_LF_INT("exit_code", it->exit_status), BT_LF_INT("signal", it->term_signal),
-                BT_LF_INT("duration_ms", bt_time_mono_ms() - it->started_ms));
+    if (it->spawn_error)
+        bt_log_error(w->o.log, "cannot start the agent command",
+                     BT_LF_STR("task", json_string_value(it->task_id)),
+                     BT_LF_STR("error", it->spawn_error));
+    else
+        bt_log_info(w->o.log, "agent finished", BT_LF_STR("task", json_string_value(it->task_id)),
+                    BT_LF_INT("exit_code", it->exit_status), BT_LF_INT("signal", it->term_signal),
+                    BT_LF_INT("duration_ms", bt_time_mono_ms() - it->started_ms));
     json_decref(w->report);
     w->report = report_body(w, it, success, bt_strbuf_cstr(&e));
     w->report_path = success ? "/work/complete" : "/work/failed";
@@ -522,7 +528,8 @@ static void item_close_handles(item *it)
     it->closing = 1;
     uv_timer_stop(&it->kill_timer);
     stop_kill(it);
-    close_item_handle(it, (uv_handle_t *)&it->proc);
+    if (it->proc_init)
+        close_item_handle(it, (uv_handle_t *)&it->proc);
     close_item_handle(it, (uv_handle_t *)&it->in);
     close_item_handle(it, (uv_handle_t *)&it->out);
     close_item_handle(it, (uv_handle_t *)&it->err);
@@ -752,6 +759,7 @@ static void start_item(worker *w, json_t *j)
     po.stdio = stdio;
     po.stdio_count = 3;
     int rc = uv_spawn(&w->loop, &it->proc, &po);
+    it->proc_init = 1;
     bt_strvec_clear(&env);
     if (rc != 0) {
         bt_strbuf m = BT_STRBUF_INIT;

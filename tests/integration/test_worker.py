@@ -12,7 +12,8 @@
    the agent's process group and drops the item without reporting;
 4. with the server down the worker backs off (growing, capped delays, one warning not
    one per attempt) and picks up work once the server comes back;
-5. SIGTERM mid-item: the agent is stopped, the item reported failed (retryable, so it
+5. an agent exiting non-zero fails the item with its exit status and stderr tail;
+6. SIGTERM mid-item: the agent is stopped, the item reported failed (retryable, so it
    goes back to pending) and the worker exits 0.
 """
 import http.client
@@ -56,7 +57,7 @@ def free_port():
 def serve(tmp, port=0, name="b"):
     cfg = os.path.join(tmp, "serve.yaml")
     with open(cfg, "w") as f:
-        f.write("queue:\n  lease: 3s\n  max_attempts: 3\n")
+        f.write("queue:\n  lease: 3s\n  max_attempts: 3\n  backoff_base: 60s\n")
     p = subprocess.Popen([BATON, "serve", "--port", str(port), "--config", cfg, "--store",
                           "sqlite:" + os.path.join(tmp, name + ".db")],
                          stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, name + ".err"), "w"),
@@ -187,6 +188,22 @@ def scenario_env_and_complete(tmp, port):
     stop(p, "idle worker")
     check(time.time() - t0 < 3, "idle worker stops promptly")
     sanitizer_clean(errf, "env worker")
+
+
+def scenario_agent_fails(tmp, port):
+    ws = os.path.join(tmp, "ws-fail")
+    tid = add_task(port, "Doomed", 13)
+    p, errf, _ = worker(tmp, "w-fail", ["--server", "http://127.0.0.1:%d" % port, "--id", "fail-f",
+                                        "--workspace", ws, "--once", "--command",
+                                        "echo progress; echo 'lint: 2 errors' >&2; exit 3"])
+    rc = p.wait(20)
+    check(rc == 1, "--once with a failing agent exits 1: %s" % rc)
+    t = task(port, tid)
+    check(t["status"] == "pending" and t["attempts"] == 1,
+          "failed item goes back to pending for a retry: %s" % t["status"])
+    check("exited with status 3: lint: 2 errors" in (t.get("error") or ""),
+          "error carries the exit status and stderr tail: %r" % t.get("error"))
+    sanitizer_clean(errf, "failing-agent worker")
 
 
 def scenario_sigkill(tmp, port):
@@ -324,6 +341,7 @@ def main():
             s, port = serve(tmp)
             scenario_env_and_complete(tmp, port)
             scenario_sigkill(tmp, port)
+            scenario_agent_fails(tmp, port)
             scenario_lease_lost(tmp, port)
             scenario_sigterm_mid_item(tmp, port)
             s.send_signal(signal.SIGTERM)
