@@ -23,6 +23,7 @@
 #include "base/mem.h"
 #include "base/time.h"
 #include "config/config.h"
+#include "core/reaper.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "obs/log.h"
@@ -47,6 +48,8 @@ typedef struct bt_app {
     bt_http_server *http;
     bt_metrics *metrics;
     bt_api api; /* the HTTP API's view of the above (src/api/) */
+    /* re-queues expired leases (src/core/reaper.h) */
+    bt_reaper *reaper;
     uv_signal_t sigterm, sigint;
     int stopping;
     int64_t started_ms;
@@ -146,6 +149,8 @@ static void on_signal(uv_signal_t *s, int signum)
     app->api.stopping = 1;
     bt_log_info(app->log, "shutting down",
                 BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+    bt_reaper_stop(app->reaper);
+    app->reaper = NULL;
     bt_http_server_shutdown(app->http, on_http_down, app);
 }
 
@@ -171,6 +176,8 @@ static int finish(bt_app *app, int rc)
         bt_http_server_shutdown(app->http, NULL, NULL);
         uv_run(&app->loop, UV_RUN_DEFAULT);
     }
+    bt_reaper_stop(app->reaper);
+    app->reaper = NULL;
     bt_store_close(app->store);
     app->store = NULL;
     uv_run(&app->loop, UV_RUN_DEFAULT);
@@ -231,6 +238,9 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     const char *store_url = o.store_url ? o.store_url : app->cfg->store.url;
     bt_store_options so = {0};
     so.log = app->log;
+    so.default_max_attempts = (int32_t)app->cfg->queue.max_attempts;
+    so.backoff_base_ms = app->cfg->queue.backoff_base_ms;
+    so.backoff_max_ms = app->cfg->queue.backoff_max_ms;
     rc = bt_store_open(&app->loop, store_url, &so, &app->store, err);
     if (rc < 0) {
         bt_error_prefix(err, "opening the store '%s'", store_url);
@@ -268,6 +278,10 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     rc = app_routes(app, err);
     if (rc == 0)
         rc = bt_http_server_start(app->http, err);
+    if (rc == 0)
+        rc = bt_reaper_start(&app->loop, app->store, app->log,
+                             bt_reaper_default_interval(app->cfg->queue.lease_ms),
+                             app->cfg->workers.offline_after_ms, &app->reaper, err);
     if (rc < 0)
         return finish(app, rc);
 
