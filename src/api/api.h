@@ -59,5 +59,7 @@ int bt_api_health_register(bt_api *api, bt_error *err);  /* /health, /ready */
 int bt_api_metrics_register(bt_api *api, bt_error *err); /* /metrics */
 int bt_api_status_register(bt_api *api, bt_error *err);  /* /api/status, /api/config */
 int bt_api_openapi_register(bt_api *api, bt_error *err); /* /openapi.json, /docs */
+int bt_api_tasks_register(bt_api *api, bt_error *err);   /* /api/tasks..., /api/agent-runs */
+int bt_api_work_register(bt_api *api, bt_error *err);    /* /work/..., /workers, /queue */
 
 #endif
