@@ -291,6 +291,19 @@ static void test_get_json_and_headers(void **state)
     assert_int_equal(res.remaining, 4999);
     assert_int_equal(res.reset, 1700000000);
     assert_int_equal(bt_http_client_pending(f.cli), 0);
+
+    /* A host name goes through curl's threaded resolver without blocking the loop. */
+    char url[128];
+    snprintf(url, sizeof url, "http://localhost:%u/json", bt_http_server_port(f.srv));
+    result byname;
+    memset(&byname, 0, sizeof byname);
+    byname.f = &f;
+    bt_http_request rq2 = {.url = url, .on_done = on_done, .ud = &byname};
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_http_client_send(f.cli, &rq2, NULL, &err), 0);
+    fx_wait(&f, 2);
+    assert_int_equal(byname.rc, 0);
+    assert_int_equal(byname.status, 200);
     fx_stop(&f);
 }
 
