@@ -113,9 +113,10 @@ int bt_http_client_new(uv_loop_t *loop, const bt_http_client_options *opts, bt_h
 int bt_http_client_send(bt_http_client *c, const bt_http_request *rq, bt_http_call **call,
                         bt_error *err);
 
-/* Abort a call: its on_done runs later with BT_ECANCELED (unless it already
- * completed and on_done is pending this turn, in which case that result stands).
- * Safe from any callback, including the call's own on_data. */
+/* Abort a call: its on_done runs later (never inside this function) with BT_ECANCELED,
+ * even if the response had just arrived. Safe from any callback, including the call's
+ * own on_data. The call must still be pending (its on_done has not run: after that the
+ * handle is freed). */
 void bt_http_call_cancel(bt_http_call *call);
 
 /* Number of calls whose on_done has not run yet. */
@@ -127,8 +128,8 @@ size_t bt_http_client_pending(const bt_http_client *c);
  * has run the close callbacks, so keep running the loop. Never use c afterwards. */
 void bt_http_client_close(bt_http_client *c);
 
-/* "libcurl/7.88.1 OpenSSL/3.0.x" (curl_version_info, which unlike curl_version does
- * not pull in LDAP/SASL initialisation). Static storage. */
+/* libcurl's version, e.g. "7.88.1", from curl_version_info (which unlike curl_version
+ * does not pull in LDAP/SASL initialisation). Static storage. */
 const char *bt_http_client_version(void);
 
 /* Parse a Retry-After value (delta seconds or an HTTP-date, relative to now_wall_ms)
