@@ -40,7 +40,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int n = atoi(argv[2]);
-    sqlite3 *db;
+    sqlite3 *db = NULL;
     must(db, sqlite3_open(argv[1], &db), "open");
     must(db,
          sqlite3_exec(db,
