@@ -6,7 +6,11 @@
  * claim -> complete phase, enqueue/s, and p50/p99 claim latency (call to callback) as
  * one JSON line.
  *
- *   bt-bench-queue URL N K B
+ *   bt-bench-queue URL N K B [sub]
+ *
+ * With "sub", an event subscriber like `baton serve`'s metrics reads every committed
+ * event's data (the store then has to hand each event over as a json_t). The issue's
+ * figures are without it; RESULTS.md gives both.
  */
 #include <stddef.h>
 
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 typedef struct bench bench;
 
@@ -111,6 +116,25 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+/* CPU time (user + system) this process has used, in microseconds. */
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* What api/metrics.c does with each event: look at type, from and to. */
+static void on_event(void *ud, const bt_event *ev)
+{
+    long *seen = ud;
+    if (strcmp(ev->type, "task.status") == 0 &&
+        json_string_value(json_object_get(ev->data, "to")) &&
+        json_string_value(json_object_get(ev->data, "from")))
+        (*seen)++;
+}
+
 static int cmp_d(const void *x, const void *y)
 {
     double a = *(const double *)x, c = *(const double *)y;
@@ -119,8 +143,8 @@ static int cmp_d(const void *x, const void *y)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s URL N CLAIMERS BATCH\n", argv[0]);
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "sub") == 0)) {
+        fprintf(stderr, "usage: %s URL N CLAIMERS BATCH [sub]\n", argv[0]);
         return 2;
     }
     bench b = {0};
@@ -133,6 +157,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "open: %s\n", err.msg);
         return 1;
     }
+    long seen = 0;
+    bool sub = argc == 6;
+    if (sub)
+        bt_store_subscribe(b.s, on_event, &seen);
     uv_idle_init(&b.loop, &b.idle);
     b.idle.data = &b;
     int64_t t0 = bt_time_mono_ns();
@@ -142,6 +170,7 @@ int main(int argc, char **argv)
 
     b.cl = calloc((size_t)b.k, sizeof *b.cl);
     int64_t t1 = bt_time_mono_ns();
+    double c1 = cpu_us();
     for (int i = 0; i < b.k; i++) {
         b.cl[i].b = &b;
         b.cl[i].idx = i;
@@ -150,18 +179,25 @@ int main(int argc, char **argv)
     }
     uv_run(&b.loop, UV_RUN_DEFAULT);
     double run_s = (double)(bt_time_mono_ns() - t1) / 1e9;
+    double run_cpu_us = cpu_us() - c1;
     qsort(b.lat, b.nlat, sizeof *b.lat, cmp_d);
     printf("{\"bench\":\"queue\",\"backend\":\"%s\",\"items\":%ld,\"claimers\":%d,\"batch\":%d,"
            "\"enqueue_per_s\":%.0f,\"seconds\":%.3f,\"items_per_s\":%.0f,\"claim_p50_ms\":%.3f,"
-           "\"claim_p99_ms\":%.3f,\"errors\":%d}\n",
+           "\"claim_p99_ms\":%.3f,\"cpu_us_per_item\":%.2f,\"subscriber\":%s,"
+           "\"errors\":%d}\n",
            bt_store_backend(b.s), b.completed, b.k, b.batch, (double)b.created / enq_s, run_s,
            (double)b.completed / run_s, b.nlat ? b.lat[b.nlat / 2] : 0.0,
-           b.nlat ? b.lat[(size_t)((double)b.nlat * 0.99)] : 0.0, b.errors);
+           b.nlat ? b.lat[(size_t)((double)b.nlat * 0.99)] : 0.0,
+           b.completed ? run_cpu_us / (double)b.completed : 0.0, sub ? "true" : "false", b.errors);
     bt_store_close(b.s);
     uv_close((uv_handle_t *)&b.idle, NULL);
     uv_run(&b.loop, UV_RUN_DEFAULT);
     uv_loop_close(&b.loop);
     free(b.cl);
     free(b.lat);
+    if (sub && seen != 2 * b.n) {
+        fprintf(stderr, "subscriber saw %ld task.status events, expected %ld\n", seen, 2 * b.n);
+        b.errors++;
+    }
     return b.errors || b.completed != b.n ? 1 : 0;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now_s(void)
@@ -17,6 +18,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time (user + system) this process has used, in microseconds. */
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static void must(sqlite3 *db, int rc, const char *what)
@@ -77,7 +87,7 @@ int main(int argc, char **argv)
          "prepare");
     double *lat = calloc((size_t)n, sizeof *lat);
     int got = 0;
-    double t0 = now_s();
+    double t0 = now_s(), cpu0 = cpu_us();
     for (;;) {
         double c0 = now_s();
         sqlite3_bind_int64(claim, 1, (sqlite3_int64)c0);
@@ -96,12 +106,13 @@ int main(int argc, char **argv)
         must(db, sqlite3_step(done), "complete");
         sqlite3_reset(done);
     }
-    double el = now_s() - t0;
+    double el = now_s() - t0, cpu = cpu_us() - cpu0;
     qsort(lat, (size_t)got, sizeof *lat, cmp_d);
     printf("{\"bench\":\"sqlite_naive\",\"sync\":\"FULL\",\"items\":%d,\"seconds\":%.3f,"
-           "\"items_per_s\":%.0f,\"claim_p50_ms\":%.3f,\"claim_p99_ms\":%.3f}\n",
+           "\"items_per_s\":%.0f,\"claim_p50_ms\":%.3f,\"claim_p99_ms\":%.3f,"
+           "\"cpu_us_per_item\":%.2f}\n",
            got, el, got / el, got ? lat[got / 2] * 1e3 : 0.0,
-           got ? lat[(size_t)(got * 0.99)] * 1e3 : 0.0);
+           got ? lat[(size_t)(got * 0.99)] * 1e3 : 0.0, got ? cpu / got : 0.0);
     free(lat);
     sqlite3_finalize(ins);
     sqlite3_finalize(claim);

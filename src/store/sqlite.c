@@ -928,21 +928,28 @@ static bool status_has_error(const bt_task *t)
                         t->status == BT_TASK_PENDING);
 }
 
+/* The same data as a json_t: built for subscribers (parsing the text back would cost
+ * several times more), and the reference the text is checked against. */
+static json_t *task_event_json(const bt_task *t, int from, const char *reason)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "task", bt_task_to_json(t));
+    if (from >= 0) {
+        json_object_set_new(o, "from", json_string(bt_task_status_name((bt_task_status)from)));
+        json_object_set_new(o, "to", json_string(bt_task_status_name(t->status)));
+        if (status_has_error(t))
+            json_object_set_new(o, "error", json_string(t->error));
+        if (reason)
+            json_object_set_new(o, "reason", json_string(reason));
+    }
+    return o;
+}
+
 #ifndef NDEBUG
-/* Debug builds: the text must be the document the jansson version built (bt_task_to_json
- * for the task; from/to/error/reason for task.status when from >= 0). */
+/* Debug builds: the text must be the document task_event_json builds. */
 static void js_check(const char *text, const bt_task *t, int from, const char *reason)
 {
-    json_t *want = json_object();
-    json_object_set_new(want, "task", bt_task_to_json(t));
-    if (from >= 0) {
-        json_object_set_new(want, "from", json_string(bt_task_status_name((bt_task_status)from)));
-        json_object_set_new(want, "to", json_string(bt_task_status_name(t->status)));
-        if (status_has_error(t))
-            json_object_set_new(want, "error", json_string(t->error));
-        if (reason)
-            json_object_set_new(want, "reason", json_string(reason));
-    }
+    json_t *want = task_event_json(t, from, reason);
     json_t *got = json_loads(text, 0, NULL);
     if (!got || !json_equal(got, want)) {
         char *w = json_dumps(want, JSON_COMPACT);
@@ -988,22 +995,30 @@ static char *task_event_text(const bt_task *t, int from, const char *reason)
     return text;
 }
 
-static char *task_status_text(const bt_task *t, bt_task_status from, const char *reason)
+/* Appends a task event (task.created when from < 0, else task.status). The json_t is
+ * built now only when someone is subscribed; a subscriber that arrives before the
+ * commit gets it parsed from the text. */
+static int ev_task_one(sq_store *q, const bt_task *t, int from, const char *reason, int64_t now,
+                       bt_error *err)
 {
-    return task_event_text(t, (int)from, reason);
+    char *text = task_event_text(t, from, reason);
+    json_t *data = q->base.nsubs ? task_event_json(t, from, reason) : NULL;
+    int rc = ev_insert(q, from < 0 ? "task.created" : "task.status", t->id, NULL, text, now, data,
+                       data ? NULL : text, NULL, err);
+    if (data)
+        free(text);
+    return rc;
 }
 
 static int ev_task_created(sq_store *q, const bt_task *t, int64_t now, bt_error *err)
 {
-    char *text = task_event_text(t, -1, NULL);
-    return ev_insert(q, "task.created", t->id, NULL, text, now, NULL, text, NULL, err);
+    return ev_task_one(q, t, -1, NULL, now, err);
 }
 
 static int ev_task_status(sq_store *q, const bt_task *t, bt_task_status from, int64_t now,
                           const char *reason, bt_error *err)
 {
-    char *text = task_status_text(t, from, reason);
-    return ev_insert(q, "task.status", t->id, NULL, text, now, NULL, text, NULL, err);
+    return ev_task_one(q, t, (int)from, reason, now, err);
 }
 
 static int multi_size(size_t left, int *slot)
@@ -1017,12 +1032,23 @@ static int multi_size(size_t left, int *slot)
     return k;
 }
 
-/* One row of a batched event append: task_id borrowed, text stolen. */
+/* One row of a batched event append: task_id borrowed; text and data (NULL unless
+ * someone is subscribed) stolen. */
 typedef struct ev_row {
     const char *task_id;
     char *text;
+    json_t *data;
     int64_t ts;
 } ev_row;
+
+/* A task.status row for t. */
+static ev_row status_row(sq_store *q, const bt_task *t, bt_task_status from, int64_t now)
+{
+    ev_row r = {t->id, task_event_text(t, (int)from, NULL), NULL, now};
+    if (q->base.nsubs)
+        r.data = task_event_json(t, (int)from, NULL);
+    return r;
+}
 
 /* Appends n task events of one type with multi-row INSERTs (each statement costs about
  * what one row does, so a batch of claims or completions pays it a few times, not n).
@@ -1073,15 +1099,21 @@ static int ev_insert_rows(sq_store *q, const char *type, ev_row *rows, size_t n,
             e->type = bt_xstrdup(type);
             memcpy(e->task_id, r->task_id, strnlen(r->task_id, BT_ID_LEN));
             e->ts = r->ts;
-            sq_pev p = {.ev = e, .text = r->text};
+            e->data = r->data;
+            sq_pev p = {.ev = e, .text = r->data ? NULL : r->text};
             bt_vec_push(&q->events, p);
+            if (r->data)
+                free(r->text);
             r->text = NULL;
+            r->data = NULL;
         }
         done += (size_t)k;
     }
     for (size_t i = done; i < n; i++) {
         free(rows[i].text);
+        json_decref(rows[i].data);
         rows[i].text = NULL;
+        rows[i].data = NULL;
     }
     return rc;
 }
@@ -1681,8 +1713,7 @@ static void sq_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
     if (n > 0) {
         ev_row *rows = bt_xcalloc(n, sizeof *rows);
         for (size_t i = 0; i < n; i++)
-            rows[i] =
-                (ev_row){tasks[i]->id, task_status_text(tasks[i], BT_TASK_PENDING, NULL), now};
+            rows[i] = status_row(q, tasks[i], BT_TASK_PENDING, now);
         rc = ev_insert_rows(q, "task.status", rows, n, &d.err);
         free(rows);
     }
@@ -1841,8 +1872,7 @@ static void defer_flush(sq_store *q)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sq_done *d = &q->done.items[ds[i].slot];
         if (got[i]) {
-            rows[nrows++] = (ev_row){
-                got[i]->id, task_status_text(got[i], BT_TASK_IN_PROGRESS, NULL), ds[i].now};
+            rows[nrows++] = status_row(q, got[i], BT_TASK_IN_PROGRESS, ds[i].now);
             continue;
         }
         bt_task *t = NULL;
