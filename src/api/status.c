@@ -296,8 +296,8 @@ static void put_problems(bt_http_req *req, const bt_config_problems *probs, cons
         json_array_append_new(list, o);
     }
     const char *first = probs->len ? probs->items[0].message : err->msg;
-    json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "invalid", "message", first,
-                             "problems", list);
+    json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "invalid_config", "message",
+                             first, "problems", list);
     if (probs->len > 1) {
         bt_strbuf msg = BT_STRBUF_INIT;
         bt_strbuf_addf(&msg, "%zu problems in the configuration; the first: %s", probs->len, first);
