@@ -21,12 +21,16 @@ mkdir -p "$SCRATCH"
 out=$(mktemp)
 trap 'rm -f "$out"; rm -rf "$SCRATCH"' EXIT
 
+# One round: anchor, baton k=1, anchor, baton k=8, anchor, baton k=1 with a subscriber
+# (as `baton serve` has: metrics), anchor.
 run_sqlite_round() {
   rm -f "$SCRATCH"/naive.db*
   "$NAIVE" "$SCRATCH/naive.db" "$N" | sed 's/^{/{"tag":"sqlite_naive",/' >>"$out"
-  for k in 1 8; do
+  for v in "1" "8" "1 sub"; do
+    set -- $v
     rm -f "$SCRATCH"/q.db*
-    "$Q" "sqlite:$SCRATCH/q.db" "$N" "$k" "$BATCH" | sed "s/^{/{\"tag\":\"sqlite_k$k\",/" >>"$out"
+    "$Q" "sqlite:$SCRATCH/q.db" "$N" "$1" "$BATCH" ${2:-} |
+      sed "s/^{/{\"tag\":\"sqlite_k$1${2:-}\",/" >>"$out"
     rm -f "$SCRATCH"/naive.db*
     "$NAIVE" "$SCRATCH/naive.db" "$N" | sed 's/^{/{"tag":"sqlite_naive",/' >>"$out"
   done
@@ -48,14 +52,17 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 anchor=$(median sqlite_naive items_per_s)
-echo "| backend | claimers | batch | items/s | claim p50 ms | claim p99 ms | anchor items/s (naive, FULL) | ratio |"
-echo "|---|---|---|---|---|---|---|---|"
-for k in 1 8; do
-  ips=$(median sqlite_k$k items_per_s)
+echo "| backend | claimers | subscriber | batch | items/s | claim p50 ms | claim p99 ms | CPU µs/item | anchor items/s (naive, FULL) | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for t in k1 k8 k1sub; do
+  k=${t#k}; k=${k%sub}
+  sub=no; [[ $t == *sub ]] && sub=yes
+  ips=$(median sqlite_$t items_per_s)
   ratio=$(python3 -c "print(f'{$ips/$anchor:.2f}x')")
-  echo "| sqlite | $k | $BATCH | ${ips%.*} | $(median sqlite_k$k claim_p50_ms) | $(median sqlite_k$k claim_p99_ms) | ${anchor%.*} | $ratio |"
+  echo "| sqlite | $k | $sub | $BATCH | ${ips%.*} | $(median sqlite_$t claim_p50_ms) | $(median sqlite_$t claim_p99_ms) | $(median sqlite_$t cpu_us_per_item) | ${anchor%.*} | $ratio |"
 done
 echo
+echo "anchor: claim p50 $(median sqlite_naive claim_p50_ms) ms (one commit + fsync), CPU $(median sqlite_naive cpu_us_per_item) µs/item"
 echo "enqueue/s (1000 creates per loop turn, one commit each): $(median sqlite_k1 enqueue_per_s | cut -d. -f1)"
 echo "raw JSON lines:"
 sed 's/^/    /' "$out"
