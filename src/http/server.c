@@ -423,7 +423,18 @@ static void dispatch(bt_http_req *req)
     if (rt->scope != BT_HTTP_SCOPE_NONE && srv->opts.auth) {
         bt_error msg = BT_ERROR_INIT;
         const char *authz = bt_http_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+        char *qauth = NULL; /* ?token= for clients that cannot set headers (WebSocket) */
+        const char *qtok = !authz && (rt->flags & BT_HTTP_ROUTE_QUERY_TOKEN)
+                               ? bt_http_req_query(req, "token")
+                               : NULL;
+        if (qtok) {
+            size_t n = strlen(qtok) + 8;
+            qauth = bt_xmalloc(n);
+            snprintf(qauth, n, "Bearer %s", qtok);
+            authz = qauth;
+        }
         bt_http_auth_result ar = srv->opts.auth(srv->opts.auth_ud, authz, rt->scope, &msg);
+        free(qauth);
         if (ar == BT_HTTP_AUTH_UNAUTHENTICATED) {
             bt_http_resp_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"baton\"");
             bt_http_respond_error(req, 401, "unauthorized", "%s",
@@ -558,7 +569,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     int status = req->queued ? req->status : 499; /* nginx's "client closed request" */
-    if (req->queued && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->sse)
+    if (req->queued && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->sse && !req->ws)
         status = 499;
     req->completed = 1;
     req->finished = 1;
@@ -586,6 +597,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (req->sse)
         bt_http__sse_closed(req->sse);
+    if (req->ws)
+        bt_http__ws_completed(req->ws);
     req->conn = NULL;
     req_unref(req);
     check_drained(srv);
@@ -607,7 +620,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
         msg[--n] = '\0';
     /* A client that goes away mid-response is routine, not a warning. */
     bt_log_level lvl = strstr(msg, "Failed to send") || strstr(msg, "closed by remote") ||
-                               strstr(msg, "Connection reset")
+                               strstr(msg, "Connection reset") ||
+                               strstr(msg, "application error generating") /* SSE client gone */
                            ? BT_LOG_DEBUG
                            : BT_LOG_WARN;
     bt_log_write(srv->opts.log, lvl, "libmicrohttpd", BT_LF_STR("detail", msg), BT_LF_END);
@@ -783,8 +797,10 @@ static void on_handle_closed(uv_handle_t *h)
 static void finish_shutdown(bt_http_server *srv)
 {
     srv->sd_state = SD_FINAL;
-    /* Nothing may stay suspended into MHD_stop_daemon (an API violation). */
+    /* Nothing may stay suspended into MHD_stop_daemon (an API violation), and no
+     * upgraded socket may outlive it (c-stack.md §5.4 step 3). */
     bt_http__sse_end_all(srv);
+    bt_http__ws_release_all(srv);
     for (bt_http_req *r = srv->live; r; r = r->next)
         bt_http__req_resume(r);
     MHD_run(srv->mhd);
@@ -809,6 +825,7 @@ static void on_grace(uv_timer_t *t)
         if (lfd != MHD_INVALID_SOCKET)
             close(lfd);
         bt_http__sse_end_all(srv);
+        bt_http__ws_close_all(srv, 1001, "server shutting down");
         bt_log_info(srv->opts.log, "http server draining", BT_LF_INT("in_flight", srv->nlive));
         if (srv->nlive == 0) {
             finish_shutdown(srv);

@@ -63,7 +63,9 @@ typedef void (*bt_http_handler_fn)(bt_http_req *req, void *ud);
 
 /* Route flags. */
 enum {
-    BT_HTTP_ROUTE_QUIET = 1, /* access-log at debug (health checks, metrics scrapes) */
+    BT_HTTP_ROUTE_QUIET = 1,       /* access-log at debug (health checks, metrics scrapes) */
+    BT_HTTP_ROUTE_QUERY_TOKEN = 2, /* also accept the bearer token as ?token= (browsers
+                                      cannot set headers on a WebSocket) */
 };
 
 typedef struct bt_http_route {

@@ -11,6 +11,8 @@
  *                callback), the disconnect watcher (uv_poll_init .. close callback).
  *                A stream's req/srv pointers are valid until it is closed, which
  *                happens in the request's NOTIFY_COMPLETED.
+ *   bt_http_ws   refs: the request (accept .. NOTIFY_COMPLETED), each uv handle on the
+ *                upgraded socket (init .. close callback); see websocket.c.
  */
 #ifndef BT_HTTP_SERVER_IMPL_H
 #define BT_HTTP_SERVER_IMPL_H
@@ -23,6 +25,8 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+
+typedef struct bt_http_ws bt_http_ws;
 
 typedef struct srv_route {
     bt_http_scope scope;
@@ -57,6 +61,7 @@ struct bt_http_req {
     BT_VEC(resp_hdr) hdrs;
     uint64_t bytes; /* response body bytes, for the access log */
     bt_http_sse *sse;
+    bt_http_ws *ws; /* websocket.c: set by bt_http_ws_accept until NOTIFY_COMPLETED */
 };
 
 struct bt_http_sse {
@@ -104,6 +109,8 @@ struct bt_http_server {
     size_t nlive;
     bt_http_sse *streams;
     size_t nstreams;
+    bt_http_ws *websockets; /* websocket.c: accepted, not yet completed */
+    size_t nwebsockets;
     BT_VEC(metric_row) metrics;
 };
 
@@ -122,5 +129,14 @@ void bt_http__sse_unwatch(bt_http_sse *s);
 /* Shutdown: end every stream after its queued data. */
 void bt_http__sse_end_all(bt_http_server *srv);
 void bt_http__sse_heartbeat_start(bt_http_server *srv);
+
+/* websocket.c */
+/* NOTIFY_COMPLETED for a request that was answered with bt_http_ws_accept. */
+void bt_http__ws_completed(bt_http_ws *ws);
+/* Shutdown, draining: send every open WebSocket a close frame (code, reason). */
+void bt_http__ws_close_all(bt_http_server *srv, int code, const char *reason);
+/* Shutdown, before the final MHD_run: release every upgraded socket to MHD, so that
+ * MHD_stop_daemon never meets one (c-stack.md §5.1 item 8). */
+void bt_http__ws_release_all(bt_http_server *srv);
 
 #endif
