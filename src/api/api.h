@@ -61,5 +61,6 @@ int bt_api_status_register(bt_api *api, bt_error *err);  /* /api/status, /api/co
 int bt_api_openapi_register(bt_api *api, bt_error *err); /* /openapi.json, /docs */
 int bt_api_tasks_register(bt_api *api, bt_error *err);   /* /api/tasks..., /api/agent-runs */
 int bt_api_work_register(bt_api *api, bt_error *err);    /* /work/..., /workers, /queue */
+int bt_api_events_register(bt_api *api, bt_error *err);  /* /api/events, /ws/workflow-updates */
 
 #endif
