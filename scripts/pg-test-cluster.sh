@@ -17,10 +17,13 @@
 # PostgreSQL cases (saying so). Set BATON_PG_REQUIRED=1 to make that an error (exit 2).
 #
 # Environment: PG_BIN (default: newest /usr/lib/postgresql/*/bin), BATON_PG_STATE (state
-# file, default ${TMPDIR:-/tmp}/baton-pg-test-$UID.state), BATON_PG_PORT (fixed port).
+# file; default ${TMPDIR:-/tmp}/baton-pg-test-$UID-<checkout hash>.state, so each clone has
+# its own cluster), BATON_PG_PORT (fixed port).
 set -euo pipefail
 
-state="${BATON_PG_STATE:-${TMPDIR:-/tmp}/baton-pg-test-$(id -u).state}"
+# One cluster per checkout (and user): another clone's start/stop must not touch ours.
+repo_key=$(cd "$(dirname "$0")/.." && pwd -P | cksum | cut -d' ' -f1)
+state="${BATON_PG_STATE:-${TMPDIR:-/tmp}/baton-pg-test-$(id -u)-$repo_key.state}"
 db=baton_test
 
 pg_bin() {
