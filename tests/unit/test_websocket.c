@@ -286,11 +286,24 @@ typedef struct server_ctx {
     int nclose;
     int down;
     int async_sent; /* written by the client thread only */
+    int flood_sent, flood_rc;
 } server_ctx;
 
 static void srv_on_message(bt_http_ws *ws, int binary, const char *data, size_t len, void *ud)
 {
-    (void)ud;
+    server_ctx *c = ud;
+    if (len == 5 && memcmp(data, "flood", 5) == 0) {
+        /* 64 KiB messages until the socket and then the 1 MiB buffer are full. */
+        static const char big[65536];
+        int rc = 0, sent = 0;
+        while (rc == 0 && sent < 1000) {
+            rc = bt_http_ws_send(ws, 1, big, sizeof big);
+            sent += rc == 0;
+        }
+        c->flood_sent = sent;
+        c->flood_rc = rc;
+        return;
+    }
     bt_http_ws_send(ws, binary, data, len); /* echo */
 }
 
@@ -305,11 +318,32 @@ static void srv_on_close(bt_http_ws *ws, int code, const char *reason, void *ud)
 static void h_ws(bt_http_req *req, void *ud)
 {
     server_ctx *c = ud;
-    bt_http_ws_options o = {.max_message = 1024, .ping_interval_ms = 150, .close_timeout_ms = 500};
+    bt_http_ws_options o = {.max_message = 1024,
+                            .max_buffered = 1 << 20,
+                            .ping_interval_ms = 150,
+                            .close_timeout_ms = 3000};
     bt_http_ws_callbacks cb = {srv_on_message, NULL, srv_on_close};
     bt_http_ws *ws = bt_http_ws_accept(req, &o, &cb, c);
     if (ws)
         bt_http_ws_send(ws, 0, "hello", 5); /* buffered until the upgrade completes */
+}
+
+/* Sends far more than max_buffered before the client can read anything. */
+static void h_flood(bt_http_req *req, void *ud)
+{
+    server_ctx *c = ud;
+    bt_http_ws_options o = {.max_buffered = 16384, .ping_interval_ms = -1};
+    bt_http_ws_callbacks cb = {NULL, NULL, srv_on_close};
+    bt_http_ws *ws = bt_http_ws_accept(req, &o, &cb, c);
+    char msg[1000];
+    memset(msg, 'm', sizeof msg);
+    int rc = 0, sent = 0;
+    while (ws && rc == 0 && sent < 100) {
+        rc = bt_http_ws_send(ws, 0, msg, sizeof msg);
+        sent += rc == 0;
+    }
+    c->flood_sent = sent;
+    c->flood_rc = rc;
 }
 
 static void on_down(bt_http_server *srv, void *ud)
@@ -518,6 +552,60 @@ static int scenario(server_ctx *c, client_result *r)
           "too big: op %d", op);
     close(fd);
 
+    /* A client too far behind: 1008. Frames not yet started are dropped so the close
+     * goes out next (here none had started: the flood came before the upgrade). */
+    fd = cli_connect(c->port);
+    char req[512];
+    snprintf(req, sizeof req, "GET /flood HTTP/1.1\r\nHost: x\r\n%s\r\n", GOOD_HEADERS);
+    cli_send(fd, req, strlen(req));
+    char head[1024];
+    size_t hn = 0;
+    while (hn + 1 < sizeof head && recv(fd, head + hn, 1, 0) == 1) {
+        head[++hn] = '\0';
+        if (hn >= 4 && memcmp(head + hn - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    int texts = 0;
+    while ((op = cli_frame(fd, buf, sizeof buf, &len)) == BT_WS_OP_TEXT)
+        texts++;
+    CHECK(r, op == BT_WS_OP_CLOSE && ((uint8_t)buf[0] << 8 | (uint8_t)buf[1]) == 1008,
+          "flood: op %d after %d messages", op, texts);
+    CHECK(r, texts == 0 && c->flood_sent > 5 && c->flood_sent < 17 && c->flood_rc == BT_ETOOBIG,
+          "flood: %d delivered, %d accepted, rc %d", texts, c->flood_sent, c->flood_rc);
+    cb = (bt_strbuf)BT_STRBUF_INIT;
+    bt_ws_close_encode(&cb, 1008, NULL, MASK);
+    cli_send(fd, cb.buf, cb.len);
+    bt_strbuf_release(&cb);
+    CHECK(r, cli_eof(fd), "no EOF after the 1008 close");
+    close(fd);
+
+    /* The same after the upgrade, with a frame half-written when the buffer overflows:
+     * every frame the client gets is whole (64 KiB of zeros), then close 1008. */
+    fd = cli_connect(c->port);
+    cli_handshake(fd, GOOD_HEADERS, buf, sizeof buf);
+    cli_frame(fd, buf, sizeof buf, &len); /* welcome */
+    c->flood_sent = 0;
+    cli_frame_send(fd, BT_WS_OP_TEXT, 1, "flood", 5, 1);
+    usleep(300000); /* let the server fill the socket and overflow */
+    char *fbuf = malloc(65536);
+    int whole = 0, broken = 0;
+    while ((op = cli_frame(fd, fbuf, 65536, &len)) == BT_WS_OP_BINARY || op == BT_WS_OP_PING) {
+        if (op == BT_WS_OP_PING)
+            continue;
+        if (len == 65536 && fbuf[0] == 0 && fbuf[65535] == 0)
+            whole++;
+        else
+            broken++;
+    }
+    int code = op == BT_WS_OP_CLOSE ? ((uint8_t)fbuf[0] << 8 | (uint8_t)fbuf[1]) : -1;
+    free(fbuf);
+    CHECK(r,
+          code == 1008 && broken == 0 && whole > 0 && whole <= c->flood_sent &&
+              c->flood_rc == BT_ETOOBIG,
+          "flood after upgrade: close %d, %d whole and %d broken frames, %d accepted", code, whole,
+          broken, c->flood_sent);
+    close(fd);
+
     /* A silent client (never answers pings) is dropped after about two intervals. */
     fd = cli_connect(c->port);
     cli_handshake(fd, GOOD_HEADERS, buf, sizeof buf);
@@ -579,6 +667,8 @@ static void test_connections(void **state)
     bt_error err = BT_ERROR_INIT;
     bt_http_route rt = {.method = "GET", .pattern = "/ws", .handler = h_ws, .ud = &c};
     assert_int_equal(bt_http_server_route(c.srv, &rt, &err), 0);
+    bt_http_route flood = {.method = "GET", .pattern = "/flood", .handler = h_flood, .ud = &c};
+    assert_int_equal(bt_http_server_route(c.srv, &flood, &err), 0);
     assert_int_equal(bt_http_server_start(c.srv, &err), 0);
     c.port = bt_http_server_port(c.srv);
     uv_async_init(&c.loop, &c.async, on_async);
@@ -597,13 +687,16 @@ static void test_connections(void **state)
     assert_int_equal(uv_loop_close(&c.loop), 0);
 
     /* What the server reported, in order: the close handshake (1000), the unmasked
-     * frame (1002), the oversized one (1009), the silent client (1001), shutdown (1001). */
-    assert_int_equal(c.nclose, 5);
+     * frame (1002), the oversized one (1009), the two slow clients (1008), the silent
+     * client (1001), shutdown (1001). */
+    assert_int_equal(c.nclose, 7);
     assert_int_equal(c.closes[0], 1000);
     assert_int_equal(c.closes[1], 1002);
     assert_int_equal(c.closes[2], 1009);
-    assert_int_equal(c.closes[3], 1001);
-    assert_int_equal(c.closes[4], 1001);
+    assert_int_equal(c.closes[3], 1008);
+    assert_int_equal(c.closes[4], 1008);
+    assert_int_equal(c.closes[5], 1001);
+    assert_int_equal(c.closes[6], 1001);
 }
 
 /* Shutdown while a client ignores the close frame and the grace period is shorter than
