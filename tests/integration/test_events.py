@@ -285,10 +285,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         p, port = start(tmp)
         try:
-            scenario(port)
-        except Exception as e:  # report, then still stop the server cleanly
-            check(False, "scenario raised %r" % (e,))
-        sigterm_with_open_clients(p, port)
+            try:
+                scenario(port)
+            except Exception as e:  # report, then still stop the server cleanly
+                check(False, "scenario raised %r" % (e,))
+            sigterm_with_open_clients(p, port)
+        finally:
+            if p.poll() is None:  # never leave a server behind, whatever failed
+                p.kill()
+                p.wait()
 
     # Auth: ?token= for the WebSocket (browsers cannot set headers), Bearer for SSE.
     with tempfile.TemporaryDirectory() as tmp:
@@ -296,10 +301,15 @@ def main():
                "    - {name: ui, token: \"%s\", scopes: [read]}\n" % TOKEN)
         p, port = start(tmp, cfg)
         try:
-            auth_scenario(port)
-        except Exception as e:
-            check(False, "auth scenario raised %r" % (e,))
-        stop(p, "serve with tokens")
+            try:
+                auth_scenario(port)
+            except Exception as e:
+                check(False, "auth scenario raised %r" % (e,))
+            stop(p, "serve with tokens")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
