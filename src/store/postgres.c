@@ -816,9 +816,9 @@ static const char *conn_error(pg_conn *c)
 static const char *conn_setup_sql(const pg_conn *c)
 {
     return c->listener ? NULL
-                       : "CREATE TEMP TABLE IF NOT EXISTS bt_evq (n bigserial PRIMARY KEY, "
-                         "type text NOT NULL, task_id text, run_id text, ts bigint NOT NULL, "
-                         "data json NOT NULL)";
+                       : "CREATE TEMP TABLE IF NOT EXISTS bt_evq (n bigserial, type text NOT "
+                         "NULL, task_id text, run_id text, ts bigint NOT NULL, data json NOT "
+                         "NULL) ON COMMIT DELETE ROWS";
 }
 
 static void conn_ready(pg_conn *c)
