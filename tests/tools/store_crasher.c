@@ -35,6 +35,10 @@ typedef struct app {
     uv_loop_t loop;
     bt_store *s;
     const char *prefix;
+    /* Every item is filed under this project (the prefix up to its first '-', common to all
+     * rounds of one test run) and only such items are claimed, drained or listed, so other
+     * tests' leftovers in a shared database are never touched. */
+    char project[128];
     int mode; /* 0 run, 1 drain, 2 verify */
     long next;
     int creating;
@@ -126,8 +130,10 @@ static void claim(app *a)
 {
     char owner[64];
     snprintf(owner, sizeof owner, "crasher:%d", (int)getpid());
-    bt_claim_opts o = {
-        .owner = owner, .lease_ms = a->mode == 0 ? LEASE_MS : 60000, .max = CLAIM_BATCH};
+    bt_claim_opts o = {.owner = owner,
+                       .lease_ms = a->mode == 0 ? LEASE_MS : 60000,
+                       .max = CLAIM_BATCH,
+                       .project = a->project};
     a->claiming++;
     bt_store_claim(a->s, &o, on_claimed, a);
 }
@@ -141,6 +147,7 @@ static void on_idle_run(uv_idle_t *h)
         snprintf(c->key, sizeof c->key, "%s-%ld", a->prefix, a->next++);
         bt_task_input in = {.source = "crasher",
                             .title = "crash test item",
+                            .project = a->project,
                             .dedupe_key = c->key,
                             .priority = BT_PRIORITY_NONE,
                             .max_attempts = MAX_ATTEMPTS};
@@ -155,14 +162,18 @@ static void on_idle_run(uv_idle_t *h)
 static void drain_step(app *a);
 static void on_timer(uv_timer_t *t);
 
-static void on_stats(void *ud, int rc, const bt_error *err, const bt_task_stats *st)
+/* Done when none of this run's items is pending or in progress (only this project is
+ * looked at: a shared database may hold other tests' items). */
+static void on_open_listed(void *ud, int rc, const bt_error *err, bt_task *const *ts, size_t n,
+                           const char *cursor)
 {
     app *a = ud;
+    (void)ts, (void)cursor;
     if (rc) {
-        fatal(a, "stats", err);
+        fatal(a, "list", err);
         return;
     }
-    if (st->count[BT_TASK_IN_PROGRESS] == 0 && st->count[BT_TASK_PENDING] == 0) {
+    if (n == 0) {
         uv_stop(&a->loop);
         return;
     }
@@ -183,9 +194,12 @@ static void on_drain_claimed(void *ud, int rc, const bt_error *err, bt_task *con
     on_claimed(ud, rc, err, ts, n, cursor);
     if (a->rc)
         return;
-    if (n == 0)
-        bt_store_task_stats(a->s, on_stats, a);
-    else
+    if (n == 0) {
+        bt_task_filter f = {.limit = 1,
+                            .project = a->project,
+                            .status_mask = (1u << BT_TASK_PENDING) | (1u << BT_TASK_IN_PROGRESS)};
+        bt_store_task_list(a->s, &f, on_open_listed, a);
+    } else
         drain_step(a);
 }
 
@@ -197,7 +211,7 @@ static void on_timer(uv_timer_t *t)
 static void drain_step(app *a)
 {
     bt_store_requeue_expired(a->s, on_requeued, a);
-    bt_claim_opts o = {.owner = "drainer", .lease_ms = 60000, .max = 64};
+    bt_claim_opts o = {.owner = "drainer", .lease_ms = 60000, .max = 64, .project = a->project};
     a->claiming++;
     bt_store_claim(a->s, &o, on_drain_claimed, a);
 }
@@ -220,7 +234,7 @@ static void on_listed(void *ud, int rc, const bt_error *err, bt_task *const *ts,
     free(a->cursor);
     a->cursor = cursor ? strdup(cursor) : NULL;
     if (a->cursor) {
-        bt_task_filter f = {.limit = 1000, .cursor = a->cursor};
+        bt_task_filter f = {.limit = 1000, .cursor = a->cursor, .project = a->project};
         bt_store_task_list(a->s, &f, on_listed, a);
     }
 }
@@ -233,6 +247,7 @@ int main(int argc, char **argv)
     }
     app a = {0};
     a.prefix = argv[3];
+    snprintf(a.project, sizeof a.project, "%.*s", (int)strcspn(a.prefix, "-"), a.prefix);
     a.mode = strcmp(argv[2], "run") == 0 ? 0 : strcmp(argv[2], "drain") == 0 ? 1 : 2;
     uv_loop_init(&a.loop);
     bt_error err = BT_ERROR_INIT;
@@ -250,7 +265,7 @@ int main(int argc, char **argv)
     } else if (a.mode == 1) {
         drain_step(&a);
     } else {
-        bt_task_filter f = {.limit = 1000};
+        bt_task_filter f = {.limit = 1000, .project = a.project};
         bt_store_task_list(a.s, &f, on_listed, &a);
     }
     uv_run(&a.loop, UV_RUN_DEFAULT);
