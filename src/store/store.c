@@ -151,14 +151,8 @@ int bt_store_open(uv_loop_t *loop, const char *url, const bt_store_options *opts
     *out = NULL;
     if (!url || !*url)
         return bt_errorf(err, BT_EINVAL, "no store URL; use sqlite:PATH or postgres://...");
-    if (bt_str_starts_with(url, "postgres://") || bt_str_starts_with(url, "postgresql://")) {
-#ifdef BT_HAVE_POSTGRES
+    if (bt_str_starts_with(url, "postgres://") || bt_str_starts_with(url, "postgresql://"))
         return bt_store_postgres_open(loop, url, opts, out, err);
-#else
-        return bt_errorf(err, BT_EUNAVAIL,
-                         "this baton was built without the PostgreSQL backend; use sqlite:PATH");
-#endif
-    }
     if (bt_str_starts_with(url, "sqlite://"))
         return bt_store_sqlite_open(loop, url + 9, opts, out, err);
     if (bt_str_starts_with(url, "sqlite:"))
