@@ -9,5 +9,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBATON_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc 2>/dev/null || echo 2)" --target baton
-mkdir -p var
 exec ./build/baton serve --config examples/baton.yaml "$@"

@@ -32,6 +32,7 @@
 #include "store/store_impl.h"
 
 #include "base/mem.h"
+#include "base/path.h"
 #include "base/strbuf.h"
 #include "base/time.h"
 #include "base/vec.h"
@@ -3371,6 +3372,17 @@ int bt_store_sqlite_open(uv_loop_t *loop, const char *path, const bt_store_optio
     sq_store *q = bt_xcalloc(1, sizeof *q);
     bt_store__init(&q->base, &sqlite_vt, loop, opts);
     q->path = bt_xstrdup(path);
+    /* Create the database's directory (sqlite:./var/baton.db on a fresh checkout). */
+    const char *slash = strrchr(path, '/');
+    if (slash && slash != path && strcmp(path, ":memory:") != 0) {
+        char *dir = bt_xstrndup(path, (size_t)(slash - path));
+        int mk = bt_path_mkdirs(dir, 0755, err);
+        free(dir);
+        if (mk < 0) {
+            bt_error_prefix(err, "sqlite store %s", path);
+            goto fail;
+        }
+    }
     int rc = sqlite3_open_v2(path, &q->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                  SQLITE_OPEN_EXRESCODE,

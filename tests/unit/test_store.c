@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1436,6 +1437,29 @@ static void test_sqlite_durability_pragmas(void **state)
     fx_open(f);
 }
 
+/* A fresh checkout has no ./var: opening sqlite:DIR/sub/x.db creates the directories;
+ * a path whose parent is a file fails with a message naming it. */
+static void test_sqlite_creates_directory(void **state)
+{
+    fx *f = *state;
+    char url[4200], file[4200];
+    snprintf(url, sizeof url, "sqlite:%s/new/deeper/x.db", f->dir);
+    bt_store *s = NULL;
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_store_open(&f->loop, url, NULL, &s, &err), 0);
+    bt_store_close(s);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    snprintf(file, sizeof file, "%s/new/deeper/x.db", f->dir);
+    assert_int_equal(access(file, F_OK), 0);
+
+    snprintf(file, sizeof file, "%s/plainfile", f->dir);
+    FILE *fp = fopen(file, "w");
+    fclose(fp);
+    snprintf(url, sizeof url, "sqlite:%s/plainfile/x.db", f->dir);
+    assert_true(bt_store_open(&f->loop, url, NULL, &s, &err) < 0);
+    assert_non_null(strstr(err.msg, "plainfile"));
+}
+
 /* ---------------------------------------------------------------------------------
  * The suite: every STORE_TESTS entry runs once per backend.
  */
@@ -1461,7 +1485,8 @@ static void test_sqlite_durability_pragmas(void **state)
 
 #define SQLITE_ONLY_TESTS(X)                                                                       \
     X(test_sqlite_newer_schema_refused)                                                            \
-    X(test_sqlite_durability_pragmas)
+    X(test_sqlite_durability_pragmas)                                                              \
+    X(test_sqlite_creates_directory)
 
 /* PostgreSQL-only tests go here (e.g. two stores claiming concurrently). */
 #define PG_ONLY_TESTS(X)
