@@ -69,20 +69,6 @@ static int app_routes(bt_app *app, bt_error *err)
 
 /* ---- start-up helpers ---- */
 
-static void print_problems(const bt_config_problems *probs)
-{
-    for (size_t i = 0; i < probs->len; i++) {
-        const bt_config_problem *p = &probs->items[i];
-        if (p->line > 0)
-            fprintf(stderr, "%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
-        else
-            fprintf(stderr, "%s: error: %s", p->file, p->message);
-        if (p->hint)
-            fprintf(stderr, " (fix: %s)", p->hint);
-        fputc('\n', stderr);
-    }
-}
-
 static void add_secret(const char *value, void *ud)
 {
     bt_log_add_secret(ud, value);
@@ -212,7 +198,7 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     const char *path = bt_config_find_path(o.config_path, envp);
     int rc = bt_config_load(path, envp, &app->cfg, &probs, err);
     if (rc < 0) {
-        print_problems(&probs);
+        bt_config_problems_print(&probs, stderr);
         bt_config_problems_free(&probs);
         return rc;
     }

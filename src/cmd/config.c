@@ -134,16 +134,7 @@ static void emit(bt_strbuf *out, const json_t *v, int indent, int first_inline)
 
 static void print_problems(const bt_config_problems *probs, const bt_error *err)
 {
-    for (size_t i = 0; i < probs->len; i++) {
-        const bt_config_problem *p = &probs->items[i];
-        if (p->line > 0)
-            fprintf(stderr, "%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
-        else
-            fprintf(stderr, "%s: error: %s", p->file, p->message);
-        if (p->hint)
-            fprintf(stderr, " (fix: %s)", p->hint);
-        fputc('\n', stderr);
-    }
+    bt_config_problems_print(probs, stderr);
     if (probs->len == 0)
         fprintf(stderr, "baton config: %s\n", err->msg);
     fprintf(stderr, "baton config: the configuration is not valid; see 'baton validate'.\n");

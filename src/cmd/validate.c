@@ -20,17 +20,6 @@ extern char **environ;
 
 static const char synopsis[] = "baton validate [--config FILE] [--json]";
 
-static void print_problem(const bt_config_problem *p)
-{
-    if (p->line > 0)
-        printf("%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
-    else
-        printf("%s: error: %s", p->file, p->message);
-    if (p->hint)
-        printf(" (fix: %s)", p->hint);
-    putchar('\n');
-}
-
 static json_t *problem_json(const bt_config_problem *p)
 {
     json_t *o = json_object();
@@ -104,8 +93,7 @@ int bt_cmd_validate(int argc, char **argv)
                cfg->projects.len == 1 ? "" : "s",
                cfg->store.kind == BT_STORE_SQLITE ? "sqlite" : "postgres");
     } else {
-        for (size_t i = 0; i < probs.len; i++)
-            print_problem(&probs.items[i]);
+        bt_config_problems_print(&probs, stdout);
         if (probs.len == 0)
             printf("%s: error: %s\n", shown, err.msg);
         size_t n = probs.len ? probs.len : 1;

@@ -30,20 +30,6 @@ static const char synopsis[] =
     "                    [--poll-interval D] [--max-backoff D] [--on-term abandon|finish] "
     "[--once]";
 
-static void print_problems(const bt_config_problems *probs)
-{
-    for (size_t i = 0; i < probs->len; i++) {
-        const bt_config_problem *p = &probs->items[i];
-        if (p->line > 0)
-            fprintf(stderr, "%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
-        else
-            fprintf(stderr, "%s: error: %s", p->file, p->message);
-        if (p->hint)
-            fprintf(stderr, " (fix: %s)", p->hint);
-        fputc('\n', stderr);
-    }
-}
-
 static int parse_duration(const char *opt, const char *v, int64_t *out)
 {
     bt_error err = BT_ERROR_INIT;
@@ -129,7 +115,7 @@ int bt_cmd_worker(int argc, char **argv)
     const char *path = bt_config_find_path(config, environ);
     rc = bt_config_load(path, environ, &cfg, &probs, &err);
     if (rc < 0) {
-        print_problems(&probs);
+        bt_config_problems_print(&probs, stderr);
         bt_config_problems_free(&probs);
         fprintf(stderr, "baton worker: %s\n", err.msg[0] ? err.msg : bt_strerror(rc));
         return BT_EXIT_FAIL;

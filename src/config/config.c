@@ -1813,6 +1813,20 @@ const char *bt_config_find_path(const char *explicit_path, char *const *envp)
     return NULL;
 }
 
+void bt_config_problems_print(const bt_config_problems *probs, FILE *out)
+{
+    for (size_t i = 0; i < probs->len; i++) {
+        const bt_config_problem *p = &probs->items[i];
+        if (p->line > 0)
+            fprintf(out, "%s:%d:%d: error: %s", p->file, p->line, p->column, p->message);
+        else
+            fprintf(out, "%s: error: %s", p->file, p->message);
+        if (p->hint)
+            fprintf(out, " (fix: %s)", p->hint);
+        fputc('\n', out);
+    }
+}
+
 void bt_config_problems_free(bt_config_problems *p)
 {
     if (!p)

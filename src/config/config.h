@@ -31,6 +31,7 @@
 #include "base/vec.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* ---- enumerations (the names are the YAML spellings) ---- */
@@ -329,6 +330,9 @@ typedef struct bt_config_problems {
 } bt_config_problems;
 
 void bt_config_problems_free(bt_config_problems *p);
+/* Print each problem as "FILE:LINE:COL: error: MESSAGE (fix: HINT)", one per line (the
+ * format editors and CI annotators understand). out is borrowed. */
+void bt_config_problems_print(const bt_config_problems *p, FILE *out);
 
 /* ---- loading ---- */
 
