@@ -116,10 +116,5 @@ int bt_api_health_register(bt_api *api, bt_error *err)
         {"GET", "/health", BT_HTTP_SCOPE_NONE, h_health, api, 0, BT_HTTP_ROUTE_QUIET},
         {"GET", "/ready", BT_HTTP_SCOPE_NONE, h_ready, api, 0, BT_HTTP_ROUTE_QUIET},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = bt_http_server_route(api->http, &routes[i], err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return bt_http_server_route_all(api->http, routes, sizeof routes / sizeof routes[0], err);
 }

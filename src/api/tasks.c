@@ -724,10 +724,5 @@ int bt_api_tasks_register(bt_api *api, bt_error *err)
         {"GET", "/api/tasks/{id}/events", BT_HTTP_SCOPE_READ, h_events, api, 0, 0},
         {"GET", "/api/agent-runs", BT_HTTP_SCOPE_READ, h_agent_runs, api, 0, 0},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = bt_http_server_route(api->http, &routes[i], err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return bt_http_server_route_all(api->http, routes, sizeof routes / sizeof routes[0], err);
 }

@@ -866,10 +866,5 @@ int bt_api_work_register(bt_api *api, bt_error *err)
         {"GET", "/workers", BT_HTTP_SCOPE_READ, h_workers, api, 0, 0},
         {"GET", "/queue", BT_HTTP_SCOPE_READ, h_queue, api, 0, 0},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = bt_http_server_route(api->http, &routes[i], err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return bt_http_server_route_all(api->http, routes, sizeof routes / sizeof routes[0], err);
 }

@@ -651,6 +651,17 @@ bt_http_server *bt_http_server_new(uv_loop_t *loop, const bt_http_server_options
     return srv;
 }
 
+int bt_http_server_route_all(bt_http_server *srv, const bt_http_route *routes, size_t n,
+                             bt_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = bt_http_server_route(srv, &routes[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int bt_http_server_route(bt_http_server *srv, const bt_http_route *route, bt_error *err)
 {
     if (!route->handler)

@@ -97,6 +97,9 @@ bt_http_server *bt_http_server_new(uv_loop_t *loop, const bt_http_server_options
 
 /* Register a route (before or after start). Fails on a malformed or duplicate pattern. */
 int bt_http_server_route(bt_http_server *srv, const bt_http_route *route, bt_error *err);
+/* Register n routes in order; stops at (and returns) the first failure. */
+int bt_http_server_route_all(bt_http_server *srv, const bt_http_route *routes, size_t n,
+                             bt_error *err);
 
 /* Bind, listen and start pumping MHD from the loop. */
 int bt_http_server_start(bt_http_server *srv, bt_error *err);
