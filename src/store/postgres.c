@@ -1,6 +1,7 @@
 /*
  * postgres.c - the PostgreSQL store backend (postgres://...), libpq driven
- * asynchronously from the libuv loop.
+ * asynchronously from the libuv loop. libpq is loaded on first open (pq_dl.h), so
+ * every libpq call goes through bt_pq.
  *
  * Shape. Every store operation is one server-side function (pg_schema.c) taking one
  * jsonb argument and returning one json value ({"rc":0,...} or {"rc":-14,"msg":...}),
@@ -42,13 +43,13 @@
 #include <stddef.h> /* before store.h: base/id.h uses size_t */
 
 #include "store/pg_schema.h"
+#include "store/pq_dl.h"
 #include "store/store_impl.h"
 
 #include "base/mem.h"
 #include "base/str.h"
 #include "base/strbuf.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -722,7 +723,7 @@ static void conn_unwatch(pg_conn *c)
  * changed, which libpq may do while it tries addresses). */
 static int conn_watch(pg_conn *c, int events)
 {
-    int fd = PQsocket(c->c);
+    int fd = bt_pq.PQsocket(c->c);
     if (fd < 0)
         return BT_EIO;
     if (c->poll && c->fd != fd)
@@ -791,7 +792,7 @@ static void conn_broken(pg_conn *c, const char *why)
     bt_pg *owner = pg;
     conn_unwatch(c);
     if (c->c)
-        PQfinish(c->c);
+        bt_pq.PQfinish(c->c);
     c->c = NULL;
     int was = c->state;
     if (was == C_BUSY)
@@ -809,7 +810,7 @@ static void conn_broken(pg_conn *c, const char *why)
 static const char *conn_error(pg_conn *c)
 {
     static const char none[] = "connection closed";
-    return c->c && PQerrorMessage(c->c)[0] ? PQerrorMessage(c->c) : none;
+    return c->c && bt_pq.PQerrorMessage(c->c)[0] ? bt_pq.PQerrorMessage(c->c) : none;
 }
 
 /* The statements every new connection runs before use. */
@@ -829,7 +830,7 @@ static void conn_ready(pg_conn *c)
         conn_watch(c, UV_READABLE);
         return;
     }
-    if (PQenterPipelineMode(c->c) != 1) {
+    if (bt_pq.PQenterPipelineMode(c->c) != 1) {
         conn_broken(c, "cannot enter pipeline mode");
         return;
     }
@@ -840,23 +841,23 @@ static void conn_ready(pg_conn *c)
 
 static void conn_start_setup(pg_conn *c)
 {
-    PQsetnonblocking(c->c, 1);
+    bt_pq.PQsetnonblocking(c->c, 1);
     c->state = C_SETUP;
     char sql[256];
     if (c->listener)
         snprintf(sql, sizeof sql, "LISTEN \"%s\"", c->pg->chan);
     else
         snprintf(sql, sizeof sql, "%s", conn_setup_sql(c));
-    if (!PQsendQuery(c->c, sql)) {
+    if (!bt_pq.PQsendQuery(c->c, sql)) {
         conn_broken(c, conn_error(c));
         return;
     }
-    conn_watch(c, UV_READABLE | (PQflush(c->c) == 1 ? UV_WRITABLE : 0));
+    conn_watch(c, UV_READABLE | (bt_pq.PQflush(c->c) == 1 ? UV_WRITABLE : 0));
 }
 
 static void conn_connect_step(pg_conn *c)
 {
-    PostgresPollingStatusType st = PQconnectPoll(c->c);
+    PostgresPollingStatusType st = bt_pq.PQconnectPoll(c->c);
     switch (st) {
     case PGRES_POLLING_READING:
         if (conn_watch(c, UV_READABLE))
@@ -885,12 +886,12 @@ static void retry_cb(uv_timer_t *t)
     bt_pg *pg = c->pg;
     if (pg->closing || c->state != C_DOWN)
         return;
-    c->c = PQconnectStartParams(pg->kw, pg->val, 1);
-    if (!c->c || PQstatus(c->c) == CONNECTION_BAD) {
+    c->c = bt_pq.PQconnectStartParams(pg->kw, pg->val, 1);
+    if (!c->c || bt_pq.PQstatus(c->c) == CONNECTION_BAD) {
         conn_broken(c, c->c ? conn_error(c) : "out of memory");
         return;
     }
-    PQsetNoticeProcessor(c->c, quiet_notices, NULL);
+    bt_pq.PQsetNoticeProcessor(c->c, quiet_notices, NULL);
     c->state = C_CONNECTING;
     conn_connect_step(c);
 }
@@ -899,25 +900,25 @@ static void retry_cb(uv_timer_t *t)
 static void listener_read(pg_conn *c)
 {
     bt_pg *pg = c->pg;
-    if (!PQconsumeInput(c->c)) {
+    if (!bt_pq.PQconsumeInput(c->c)) {
         char why[512];
         snprintf(why, sizeof why, "%s", conn_error(c));
         trim_nl(why);
         conn_broken(c, why);
         return;
     }
-    while (!PQisBusy(c->c)) {
-        PGresult *r = PQgetResult(c->c);
+    while (!bt_pq.PQisBusy(c->c)) {
+        PGresult *r = bt_pq.PQgetResult(c->c);
         if (!r)
             break;
-        PQclear(r);
+        bt_pq.PQclear(r);
     }
     PGnotify *n;
     bool any = false;
-    while ((n = PQnotifies(c->c)) != NULL) {
+    while ((n = bt_pq.PQnotifies(c->c)) != NULL) {
         pub_known(pg, strtoll(n->extra, NULL, 10));
         any = true;
-        PQfreemem(n);
+        bt_pq.PQfreemem(n);
     }
     if (any)
         pub_pump(pg);
@@ -928,24 +929,25 @@ static void batch_finish(pg_conn *c);
 static void conn_read_results(pg_conn *c)
 {
     while (c->state == C_BUSY) {
-        if (PQisBusy(c->c))
+        if (bt_pq.PQisBusy(c->c))
             return;
-        PGresult *r = PQgetResult(c->c);
+        PGresult *r = bt_pq.PQgetResult(c->c);
         if (!r) {
             c->qidx++;
             continue;
         }
-        ExecStatusType st = PQresultStatus(r);
+        ExecStatusType st = bt_pq.PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
+            bt_pq.PQclear(r);
             batch_finish(c);
             return;
         }
         if (st == PGRES_TUPLES_OK) {
-            if (!c->failed && PQntuples(r) == 1 && PQnfields(r) == 1 && !PQgetisnull(r, 0, 0)) {
+            if (!c->failed && bt_pq.PQntuples(r) == 1 && bt_pq.PQnfields(r) == 1 &&
+                !bt_pq.PQgetisnull(r, 0, 0)) {
                 json_error_t je;
-                json_t *v = json_loadb(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0),
-                                       JSON_DECODE_ANY, &je);
+                json_t *v = json_loadb(bt_pq.PQgetvalue(r, 0, 0),
+                                       (size_t)bt_pq.PQgetlength(r, 0, 0), JSON_DECODE_ANY, &je);
                 if (c->qidx < c->nsent)
                     c->sent[c->qidx]->res = v;
                 else if (c->has_flush && c->qidx == c->nsent)
@@ -956,37 +958,37 @@ static void conn_read_results(pg_conn *c)
         } else if (st != PGRES_PIPELINE_ABORTED && st != PGRES_COMMAND_OK && !c->failed) {
             c->failed = true;
             c->failed_idx = c->qidx;
-            const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            const char *ss = bt_pq.PQresultErrorField(r, PG_DIAG_SQLSTATE);
             snprintf(c->sqlstate, sizeof c->sqlstate, "%s", ss ? ss : "");
-            snprintf(c->errmsg, sizeof c->errmsg, "%s", PQresultErrorMessage(r));
+            snprintf(c->errmsg, sizeof c->errmsg, "%s", bt_pq.PQresultErrorMessage(r));
             trim_nl(c->errmsg);
         }
-        PQclear(r);
+        bt_pq.PQclear(r);
     }
 }
 
 static void conn_setup_read(pg_conn *c)
 {
-    if (!PQconsumeInput(c->c)) {
+    if (!bt_pq.PQconsumeInput(c->c)) {
         conn_broken(c, "setup failed");
         return;
     }
-    while (!PQisBusy(c->c)) {
-        PGresult *r = PQgetResult(c->c);
+    while (!bt_pq.PQisBusy(c->c)) {
+        PGresult *r = bt_pq.PQgetResult(c->c);
         if (!r) {
             conn_ready(c);
             return;
         }
-        ExecStatusType st = PQresultStatus(r);
+        ExecStatusType st = bt_pq.PQresultStatus(r);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             char why[512];
-            snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
+            snprintf(why, sizeof why, "%s", bt_pq.PQresultErrorMessage(r));
             trim_nl(why);
-            PQclear(r);
+            bt_pq.PQclear(r);
             conn_broken(c, why);
             return;
         }
-        PQclear(r);
+        bt_pq.PQclear(r);
     }
 }
 
@@ -999,7 +1001,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
     }
     if (c->state == C_SETUP) {
         if (events & UV_WRITABLE) {
-            int f = PQflush(c->c);
+            int f = bt_pq.PQflush(c->c);
             if (f < 0) {
                 conn_broken(c, conn_error(c));
                 return;
@@ -1019,7 +1021,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
         return;
     }
     if (events & UV_WRITABLE) {
-        int f = PQflush(c->c);
+        int f = bt_pq.PQflush(c->c);
         if (f < 0) {
             char why[512];
             snprintf(why, sizeof why, "%s", conn_error(c));
@@ -1030,7 +1032,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
         conn_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
     }
     if (events & UV_READABLE) {
-        if (!PQconsumeInput(c->c)) {
+        if (!bt_pq.PQconsumeInput(c->c)) {
             char why[512];
             snprintf(why, sizeof why, "%s", conn_error(c));
             trim_nl(why);
@@ -1039,7 +1041,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
         }
         conn_read_results(c);
         /* An idle connection that became readable was closed by the server. */
-        if (c->state == C_IDLE && PQstatus(c->c) == CONNECTION_BAD)
+        if (c->state == C_IDLE && bt_pq.PQstatus(c->c) == CONNECTION_BAD)
             conn_broken(c, "the server closed the connection");
     }
 }
@@ -1065,20 +1067,20 @@ static int batch_send(pg_conn *c)
             continue;
         snprintf(sql, sizeof sql, "SELECT %s($1::jsonb)", op->fn);
         const char *params[1] = {op->arg};
-        if (!PQsendQueryParams(c->c, sql, 1, NULL, params, NULL, NULL, 0))
+        if (!bt_pq.PQsendQueryParams(c->c, sql, 1, NULL, params, NULL, NULL, 0))
             return BT_EIO;
         sent_push(c, op);
     }
     if (c->has_write) {
         const char *params[2] = {pg->chan, pg->base.nsubs > 0 ? "t" : "f"};
-        if (!PQsendQueryParams(c->c, "SELECT bt_flush_events($1, $2)", 2, NULL, params, NULL, NULL,
-                               0))
+        if (!bt_pq.PQsendQueryParams(c->c, "SELECT bt_flush_events($1, $2)", 2, NULL, params, NULL,
+                                     NULL, 0))
             return BT_EIO;
         c->has_flush = true;
     }
-    if (!PQpipelineSync(c->c))
+    if (!bt_pq.PQpipelineSync(c->c))
         return BT_EIO;
-    int f = PQflush(c->c);
+    int f = bt_pq.PQflush(c->c);
     if (f < 0)
         return BT_EIO;
     conn_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
@@ -1853,7 +1855,7 @@ static void conn_close(bt_pg *pg, pg_conn *c)
 {
     conn_unwatch(c);
     if (c->c)
-        PQfinish(c->c);
+        bt_pq.PQfinish(c->c);
     c->c = NULL;
     c->state = C_DOWN;
     uv_timer_stop(&c->retry);
@@ -2008,43 +2010,44 @@ static void quiet_notices(void *arg, const char *message)
 
 static PGconn *connect_blocking(bt_pg *pg, bt_error *err)
 {
-    PGconn *c = PQconnectdbParams(pg->kw, pg->val, 1);
+    PGconn *c = bt_pq.PQconnectdbParams(pg->kw, pg->val, 1);
     if (!c) {
         bt_errorf(err, BT_ENOMEM, "out of memory connecting to PostgreSQL");
         return NULL;
     }
-    if (PQstatus(c) != CONNECTION_OK) {
+    if (bt_pq.PQstatus(c) != CONNECTION_OK) {
         char why[512];
-        snprintf(why, sizeof why, "%s", PQerrorMessage(c));
+        snprintf(why, sizeof why, "%s", bt_pq.PQerrorMessage(c));
         trim_nl(why);
-        const char *host = PQhost(c), *port = PQport(c);
+        const char *host = bt_pq.PQhost(c), *port = bt_pq.PQport(c);
         bt_errorf(err, BT_EUNAVAIL,
                   "cannot connect to PostgreSQL at %s:%s: %s; is the server running and the "
                   "URL right?",
                   host && *host ? host : "localhost", port && *port ? port : "5432", why);
-        PQfinish(c);
+        bt_pq.PQfinish(c);
         return NULL;
     }
-    PQsetNoticeProcessor(c, quiet_notices, NULL);
+    bt_pq.PQsetNoticeProcessor(c, quiet_notices, NULL);
     return c;
 }
 
 /* Run sql; 0 or BT_EIO with the server's message. res (optional) keeps the result. */
 static int exec_sql(PGconn *c, const char *sql, PGresult **res, bt_error *err, const char *what)
 {
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
+    PGresult *r = bt_pq.PQexec(c, sql);
+    ExecStatusType st = bt_pq.PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         char why[512];
-        snprintf(why, sizeof why, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        snprintf(why, sizeof why, "%s",
+                 r ? bt_pq.PQresultErrorMessage(r) : bt_pq.PQerrorMessage(c));
         trim_nl(why);
-        PQclear(r);
+        bt_pq.PQclear(r);
         return bt_errorf(err, BT_EIO, "PostgreSQL: %s failed: %s", what, why);
     }
     if (res)
         *res = r;
     else
-        PQclear(r);
+        bt_pq.PQclear(r);
     return 0;
 }
 
@@ -2068,8 +2071,8 @@ static int migrate(bt_pg *pg, PGconn *c, bt_error *err)
     if (!rc)
         rc = exec_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations", &r, err,
                       "reading the schema version");
-    int version = r ? atoi(PQgetvalue(r, 0, 0)) : 0;
-    PQclear(r);
+    int version = r ? atoi(bt_pq.PQgetvalue(r, 0, 0)) : 0;
+    bt_pq.PQclear(r);
     if (!rc && version > bt_pg_migration_count)
         rc = bt_errorf(err, BT_EVERSION,
                        "the PostgreSQL database was migrated by a newer baton (schema version "
@@ -2090,7 +2093,7 @@ static int migrate(bt_pg *pg, PGconn *c, bt_error *err)
         if (!rc)
             rc = exec_sql(c, "COMMIT", NULL, err, what);
         else
-            PQclear(PQexec(c, "ROLLBACK"));
+            bt_pq.PQclear(bt_pq.PQexec(c, "ROLLBACK"));
     }
     bt_error ignore = BT_ERROR_INIT;
     exec_sql(c, "SELECT pg_advisory_unlock(hashtext('baton.migrate'))", NULL, &ignore, "unlock");
@@ -2113,10 +2116,10 @@ static int conn_init(bt_pg *pg, pg_conn *c, PGconn *pc, bool listener, bt_error 
     int rc = exec_sql(pc, sql, NULL, err, listener ? "LISTEN" : "preparing a connection");
     if (rc)
         return rc;
-    PQsetnonblocking(pc, 1);
-    if (!listener && PQenterPipelineMode(pc) != 1)
+    bt_pq.PQsetnonblocking(pc, 1);
+    if (!listener && bt_pq.PQenterPipelineMode(pc) != 1)
         return bt_errorf(err, BT_EIO, "PostgreSQL: cannot enter pipeline mode: %s",
-                         PQerrorMessage(pc));
+                         bt_pq.PQerrorMessage(pc));
     c->state = C_IDLE;
     if (conn_watch(c, UV_READABLE))
         return bt_errorf(err, BT_EIO, "cannot watch the PostgreSQL socket");
@@ -2127,10 +2130,13 @@ int bt_store_postgres_open(uv_loop_t *loop, const char *url, const bt_store_opti
                            bt_store **out, bt_error *err)
 {
     *out = NULL;
+    int rc = bt_pq_load(err);
+    if (rc < 0)
+        return rc;
     bt_pg *pg = bt_xcalloc(1, sizeof *pg);
     bt_store__init(&pg->base, &pg_vtable, loop, opts);
     pg->q_tail = &pg->q_head;
-    int rc = parse_url(pg, url, err);
+    rc = parse_url(pg, url, err);
     if (rc) {
         pg_free(pg);
         return rc;
@@ -2150,7 +2156,7 @@ int bt_store_postgres_open(uv_loop_t *loop, const char *url, const bt_store_opti
         return BT_EUNAVAIL;
     }
     {
-        const char *host = PQhost(c0), *port = PQport(c0), *addr = PQhostaddr(c0);
+        const char *host = bt_pq.PQhost(c0), *port = bt_pq.PQport(c0), *addr = bt_pq.PQhostaddr(c0);
         size_t n = strlen(host ? host : "") + strlen(port ? port : "") + 16;
         pg->where = bt_xmalloc(n);
         snprintf(pg->where, n, "%s:%s", host && *host ? host : "localhost", port ? port : "");
@@ -2165,12 +2171,12 @@ int bt_store_postgres_open(uv_loop_t *loop, const char *url, const bt_store_opti
         rc = exec_sql(c0, "SELECT coalesce(max(seq), 0) FROM events", &r, err,
                       "reading the last event");
     if (rc) {
-        PQfinish(c0);
+        bt_pq.PQfinish(c0);
         pg_free(pg);
         return rc;
     }
-    pg->pub_seq = pg->known_max = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
+    pg->pub_seq = pg->known_max = strtoll(bt_pq.PQgetvalue(r, 0, 0), NULL, 10);
+    bt_pq.PQclear(r);
 
     uv_idle_init(loop, &pg->idle);
     pg->idle.data = pg;
