@@ -14,6 +14,9 @@
  *   - Cleanup: curl_multi_cleanup while the loop and our handles are alive (it calls
  *     the socket and timer callbacks), then the timers are closed.
  *
+ * libcurl is not linked but loaded on first use (curl_dl.h): every call goes through
+ * bt_curl, filled by bt_http_client_global_init before the first one.
+ *
  * Re-entrancy: user callbacks (on_data inside curl, on_done after socket_action) may
  * send, cancel or close. `depth` counts our uv callbacks on the stack; a close asked
  * for inside one runs when the outermost returns. A cancel never removes a handle on
@@ -21,13 +24,13 @@
  * whose callback finishes flagged calls with BT_ECANCELED.
  */
 #include "http/client.h"
+#include "http/curl_dl.h"
 
 #include "base/mem.h"
 #include "base/strbuf.h"
 #include "base/time.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -86,20 +89,26 @@ struct bt_http_client {
 
 int bt_http_client_global_init(bt_error *err)
 {
-    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    int lrc = bt_curl_load(err); /* the first call dlopens libcurl (curl_dl.h) */
+    if (lrc < 0)
+        return lrc;
+    CURLcode rc = bt_curl.global_init(CURL_GLOBAL_DEFAULT);
     if (rc != CURLE_OK)
-        return bt_errorf(err, BT_EINTERNAL, "curl_global_init failed: %s", curl_easy_strerror(rc));
+        return bt_errorf(err, BT_EINTERNAL, "curl_global_init failed: %s",
+                         bt_curl.easy_strerror(rc));
     return 0;
 }
 
 void bt_http_client_global_cleanup(void)
 {
-    curl_global_cleanup();
+    bt_curl.global_cleanup();
 }
 
 const char *bt_http_client_version(void)
 {
-    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (bt_curl_load(NULL) < 0)
+        return "unavailable";
+    const curl_version_info_data *v = bt_curl.version_info(CURLVERSION_NOW);
     return v && v->version ? v->version : "unknown";
 }
 
@@ -140,7 +149,9 @@ int64_t bt_http_parse_retry_after(const char *value, int64_t now_wall_ms)
             return (int64_t)s * 1000;
         return -1;
     }
-    time_t t = curl_getdate(value, NULL);
+    if (bt_curl_load(NULL) < 0)
+        return -1;
+    time_t t = bt_curl.getdate(value, NULL);
     if (t == (time_t)-1)
         return -1;
     int64_t d = (int64_t)t * 1000 - now_wall_ms;
@@ -218,7 +229,7 @@ static size_t on_write(char *ptr, size_t size, size_t n, void *ud)
     if (call->cancel_requested || call->client->closing)
         return 0; /* abort: curl reports CURLE_WRITE_ERROR, mapped to BT_ECANCELED */
     long status = 0;
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    bt_curl.easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     if (call->on_data && status >= 200 && status < 300) {
         if (call->on_data(call, status, ptr, len, call->ud) != 0) {
             call->cancel_requested = 1;
@@ -247,8 +258,8 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
 static void call_free(bt_http_call *call)
 {
     if (call->easy)
-        curl_easy_cleanup(call->easy);
-    curl_slist_free_all(call->headers);
+        bt_curl.easy_cleanup(call->easy);
+    bt_curl.slist_free_all(call->headers);
     free(call->method);
     free(call->url_safe);
     free(call->body);
@@ -280,7 +291,7 @@ static void finish_call(bt_http_call *call, CURLcode res, int forced_rc, const c
 {
     bt_http_client *c = call->client;
     if (call->in_multi) {
-        curl_multi_remove_handle(c->multi, call->easy);
+        bt_curl.multi_remove_handle(c->multi, call->easy);
         call->in_multi = 0;
     }
     if (call->prev)
@@ -297,14 +308,14 @@ static void finish_call(bt_http_call *call, CURLcode res, int forced_rc, const c
     char msg[CURL_ERROR_SIZE + 512];
     msg[0] = '\0';
     long status = 0;
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    bt_curl.easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     r.status = status;
     if (forced_rc < 0) {
         r.rc = forced_rc;
         snprintf(msg, sizeof msg, "%s %s: %s", call->method, call->url_safe, forced_msg);
     } else if (res != CURLE_OK || call->cancel_requested) {
         r.rc = map_curl_error(call, res);
-        const char *why = call->errbuf[0] ? call->errbuf : curl_easy_strerror(res);
+        const char *why = call->errbuf[0] ? call->errbuf : bt_curl.easy_strerror(res);
         if (r.rc == BT_ECANCELED)
             why = "cancelled";
         else if (r.rc == BT_ETOOBIG)
@@ -332,11 +343,11 @@ static void check_info(bt_http_client *c)
 {
     CURLMsg *m;
     int left;
-    while (c->multi && (m = curl_multi_info_read(c->multi, &left))) {
+    while (c->multi && (m = bt_curl.multi_info_read(c->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
         bt_http_call *call = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        bt_curl.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         if (call)
             finish_call(call, m->data.result, 0, NULL);
     }
@@ -372,7 +383,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     int running = 0;
     enter(c);
     if (c->multi) {
-        curl_multi_socket_action(c->multi, fd, flags, &running);
+        bt_curl.multi_socket_action(c->multi, fd, flags, &running);
         check_info(c);
     }
     leave(c);
@@ -384,7 +395,7 @@ static void on_curl_timer(uv_timer_t *t)
     int running = 0;
     enter(c);
     if (c->multi) {
-        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        bt_curl.multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         check_info(c);
     }
     leave(c);
@@ -430,7 +441,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (what == CURL_POLL_REMOVE) {
         if (sc) {
             sock_release(c, sc);
-            curl_multi_assign(c->multi, s, NULL);
+            bt_curl.multi_assign(c->multi, s, NULL);
         }
         return 0;
     }
@@ -447,7 +458,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         if (c->socks)
             c->socks->prev = sc;
         c->socks = sc;
-        curl_multi_assign(c->multi, s, sc);
+        bt_curl.multi_assign(c->multi, s, sc);
     }
     int ev = 0;
     if (what & CURL_POLL_IN)
@@ -500,10 +511,10 @@ int bt_http_client_new(uv_loop_t *loop, const bt_http_client_options *opts, bt_h
         return rc;
     bt_http_client *c = bt_xcalloc(1, sizeof *c);
     c->loop = loop;
-    c->multi = curl_multi_init();
+    c->multi = bt_curl.multi_init();
     if (!c->multi) {
         free(c);
-        curl_global_cleanup();
+        bt_curl.global_cleanup();
         return bt_errorf(err, BT_EINTERNAL, "curl_multi_init failed");
     }
     cloexec_sweep();
@@ -511,11 +522,11 @@ int bt_http_client_new(uv_loop_t *loop, const bt_http_client_options *opts, bt_h
     snprintf(ua, sizeof ua, "baton/%s", BATON_VERSION);
     c->user_agent = bt_xstrdup(opts && opts->user_agent ? opts->user_agent : ua);
     long maxc = opts && opts->max_connections > 0 ? opts->max_connections : DEFAULT_MAX_CONNS;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxc);
+    bt_curl.multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    bt_curl.multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    bt_curl.multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    bt_curl.multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    bt_curl.multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxc);
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->defer);
     c->timer.data = c->defer.data = c;
@@ -530,7 +541,7 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     free(c->user_agent);
     free(c);
-    curl_global_cleanup();
+    bt_curl.global_cleanup();
 }
 
 static void do_close(bt_http_client *c)
@@ -540,7 +551,7 @@ static void do_close(bt_http_client *c)
     while (c->calls)
         finish_call(c->calls, CURLE_OK, BT_ECANCELED, "cancelled: the HTTP client is closing");
     c->depth--;
-    curl_multi_cleanup(c->multi); /* may call on_socket / on_timer_change */
+    bt_curl.multi_cleanup(c->multi); /* may call on_socket / on_timer_change */
     c->multi = NULL;
     while (c->socks)
         sock_release(c, c->socks);
@@ -586,7 +597,7 @@ static int has_header(const char *const *headers, const char *name)
 
 static int append_header(bt_http_call *call, const char *h)
 {
-    struct curl_slist *l = curl_slist_append(call->headers, h);
+    struct curl_slist *l = bt_curl.slist_append(call->headers, h);
     if (!l)
         return BT_ENOMEM;
     call->headers = l;
@@ -620,7 +631,7 @@ int bt_http_client_send(bt_http_client *c, const bt_http_request *rq, bt_http_ca
     call->on_done = rq->on_done;
     call->on_data = rq->on_data;
     call->ud = rq->ud;
-    call->easy = curl_easy_init();
+    call->easy = bt_curl.easy_init();
     if (!call->easy) {
         call_free(call);
         return bt_errorf(err, BT_EINTERNAL, "curl_easy_init failed");
@@ -644,58 +655,58 @@ int bt_http_client_send(bt_http_client *c, const bt_http_request *rq, bt_http_ca
         return bt_errorf(err, rc, "out of memory building request headers");
     }
 
-    curl_easy_setopt(e, CURLOPT_URL, rq->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)call);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    bt_curl.easy_setopt(e, CURLOPT_URL, rq->url);
+    bt_curl.easy_setopt(e, CURLOPT_PRIVATE, (char *)call);
+    bt_curl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    bt_curl.easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
+    bt_curl.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    bt_curl.easy_setopt(e, CURLOPT_WRITEDATA, call);
+    bt_curl.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    bt_curl.easy_setopt(e, CURLOPT_HEADERDATA, call);
+    bt_curl.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    bt_curl.easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+    bt_curl.easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+    bt_curl.easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+    bt_curl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    bt_curl.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     if (rq->timeout_ms >= 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                         (long)(rq->timeout_ms ? rq->timeout_ms : DEFAULT_TIMEOUT_MS));
-    curl_easy_setopt(
+        bt_curl.easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                            (long)(rq->timeout_ms ? rq->timeout_ms : DEFAULT_TIMEOUT_MS));
+    bt_curl.easy_setopt(
         e, CURLOPT_CONNECTTIMEOUT_MS,
         (long)(rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : DEFAULT_CONNECT_MS));
     if (rq->idle_timeout_ms > 0) {
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((rq->idle_timeout_ms + 999) / 1000));
+        bt_curl.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        bt_curl.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((rq->idle_timeout_ms + 999) / 1000));
     }
     if (rq->follow_redirects) {
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+        bt_curl.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        bt_curl.easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
     }
     if (rq->body) {
         call->body = bt_xmalloc(rq->body_len + 1);
         memcpy(call->body, rq->body, rq->body_len);
         call->body[rq->body_len] = '\0';
         call->body_len = rq->body_len;
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+        bt_curl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+        bt_curl.easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
         if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+            bt_curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     } else if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        bt_curl.easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        bt_curl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        bt_curl.easy_setopt(e, CURLOPT_POSTFIELDS, "");
     } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        bt_curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
 
     call->started_ms = bt_time_mono_ms();
-    CURLMcode mc = curl_multi_add_handle(c->multi, e);
+    CURLMcode mc = bt_curl.multi_add_handle(c->multi, e);
     if (mc != CURLM_OK) {
         call_free(call);
         return bt_errorf(err, BT_EINTERNAL, "curl_multi_add_handle failed: %s",
-                         curl_multi_strerror(mc));
+                         bt_curl.multi_strerror(mc));
     }
     call->in_multi = 1;
     call->next = c->calls;

@@ -33,6 +33,10 @@
  * Threading: everything runs on the loop thread. The first bt_http_client_new (or
  * bt_http_client_global_init) must happen before the process starts other threads
  * (curl_global_init's rule).
+ *
+ * libcurl is not linked into baton: the first bt_http_client_global_init (or
+ * bt_http_client_new) loads libcurl.so.4 (curl_dl.h), and fails with BT_EUNAVAIL,
+ * naming the package to install, when it is missing.
  */
 #ifndef BT_HTTP_CLIENT_H
 #define BT_HTTP_CLIENT_H
@@ -98,8 +102,8 @@ typedef struct bt_http_client_options {
     long max_connections;   /* total open connections; 0 = 64 */
 } bt_http_client_options;
 
-/* curl_global_init; call before starting threads. Idempotent in effect (refcounted by
- * curl); each call must be balanced by bt_http_client_global_cleanup. */
+/* Load libcurl (first call) and curl_global_init; call before starting threads. Idempotent in
+ * effect (refcounted by curl); each call must be balanced by bt_http_client_global_cleanup. */
 int bt_http_client_global_init(bt_error *err);
 void bt_http_client_global_cleanup(void);
 
@@ -129,7 +133,8 @@ size_t bt_http_client_pending(const bt_http_client *c);
 void bt_http_client_close(bt_http_client *c);
 
 /* libcurl's version, e.g. "7.88.1", from curl_version_info (which unlike curl_version
- * does not pull in LDAP/SASL initialisation). Static storage. */
+ * does not pull in LDAP/SASL initialisation); loads libcurl if needed, "unavailable"
+ * when it cannot. Static storage. */
 const char *bt_http_client_version(void);
 
 /* Parse a Retry-After value (delta seconds or an HTTP-date, relative to now_wall_ms)
