@@ -8,7 +8,7 @@
 # GET /work/next?worker_id=bench on an empty queue (baton: a durable worker upsert and a
 # claim in SQLite, FULL sync, group-committed per loop turn).
 # Also records baton's idle resident memory (VmRSS) after start, after one request, and
-# after all runs.
+# after all runs, and the largest resident mappings (kB per library) at idle.
 #
 #   bench/http.sh [BUILD_DIR]      (default: build-bench, configured Release here)
 #
@@ -55,6 +55,11 @@ fi
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Resident kB per mapping (library, [heap], the binary), largest first.
+rss_top() {
+    awk '/^[0-9a-f]+-/ {lib = $6 == "" ? "(anon)" : $6} /^Rss:/ {r[lib] += $2}
+         END {for (l in r) print r[l], l}' "/proc/$1/smaps" | sort -rn | head -"${2:-12}"
+}
 
 # baton, logging at warn so the access log does not measure the terminal. No tokens:
 # loopback only and every scope open, so /work/next needs no worker token.
@@ -66,6 +71,7 @@ BATON_PORT=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$SCRATC
 [ -n "$BATON_PORT" ] || { cat "$SCRATCH/baton.err" >&2; exit 1; }
 sleep 0.5
 RSS_START=$(rss_kb "$BATON_PID")
+TOP_START=$(rss_top "$BATON_PID")
 
 # nginx returning a similar small JSON body, one worker (baton is one thread).
 NGINX_PORT=$(free_port)
@@ -147,3 +153,5 @@ print("\nbaton/health vs nginx: %s; vs fastapi: %s; baton/work-next vs fastapi: 
          ratio("baton/work-next", "fastapi/work-next")))
 PY
 echo "baton VmRSS: ${RSS_START} kB idle after start, ${RSS_FIRST} kB after the first requests, ${RSS_AFTER} kB after all runs"
+echo "baton idle, resident kB by mapping (largest first):"
+sed 's/^/  /' <<<"$TOP_START"
