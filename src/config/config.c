@@ -136,6 +136,13 @@ static const field price_fields[] = {
 };
 static const schema price_schema = {price_fields, NF(price_fields), 0, NULL};
 
+static const field model_price_fields[] = {
+    FLD("input", K_NUM, bt_config_model_price, input),
+    FLD("output", K_NUM, bt_config_model_price, output),
+};
+static const schema model_price_schema = {model_price_fields, NF(model_price_fields),
+                                          sizeof(bt_config_model_price), NULL};
+
 static const field agent_fields[] = {
     FLD("type", K_ENUM, bt_config_agent, type, .names = agent_types),
     FLD("preset", K_CHOICE, bt_config_agent, preset, .names = presets),
@@ -152,6 +159,7 @@ static const field agent_fields[] = {
     FLD("price", K_OBJ, bt_config_agent, price, .sub = &price_schema),
     FLD("max_output", K_INT, bt_config_agent, max_output, .dflt = "0", .min = 0, .max = 100000000),
     FLD("file", K_STR, bt_config_agent, file),
+    FLD("speed", K_NUM, bt_config_agent, speed, .dflt = "1"),
 };
 static const schema agent_schema = {agent_fields, NF(agent_fields), sizeof(bt_config_agent), NULL};
 
@@ -351,6 +359,7 @@ static const field root_fields[] = {
     FLD("server", K_OBJ, bt_config, server, .sub = &server_schema),
     FLD("store", K_OBJ, bt_config, store, .sub = &store_schema),
     FLD("agents", K_MAP, bt_config, agents, .sub = &agent_schema),
+    FLD("prices", K_MAP, bt_config, prices, .sub = &model_price_schema),
     FLD("workflows_dir", K_STR, bt_config, workflows_dir, .dflt = "workflows"),
     FLD("personas_dir", K_STR, bt_config, personas_dir, .dflt = "personas"),
     FLD("projects", K_MAP, bt_config, projects, .sub = &project_schema),
@@ -1899,6 +1908,25 @@ const bt_config_agent *bt_config_agent_find(const bt_config *cfg, const char *na
 {
     int i = cfg && name ? agent_index(cfg, name) : -1;
     return i < 0 ? NULL : &cfg->agents.items[i];
+}
+
+const bt_config_model_price *bt_config_price_find(const bt_config *cfg, const char *model)
+{
+    if (!cfg || !model || !*model)
+        return NULL;
+    const bt_config_model_price *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < cfg->prices.len; i++) {
+        const bt_config_model_price *p = &cfg->prices.items[i];
+        size_t n = strlen(p->name);
+        if (strcmp(p->name, model) == 0)
+            return p;
+        if (n > best_len && strncmp(p->name, model, n) == 0) {
+            best = p;
+            best_len = n;
+        }
+    }
+    return best;
 }
 
 char *bt_config_project_env_id(const char *id, char *buf, size_t n)

@@ -116,6 +116,18 @@ typedef struct bt_config_price {
     double output; /* USD per million output tokens */
 } bt_config_price;
 
+/* One entry of the per-model price table (`prices:`), used when an agent has no price
+ * of its own. */
+typedef struct bt_config_model_price {
+    char *name;    /* the model name as the agent reports or is configured with it */
+    double input;  /* USD per million input tokens */
+    double output; /* USD per million output tokens */
+} bt_config_model_price;
+typedef struct bt_config_prices {
+    bt_config_model_price *items;
+    size_t len, cap;
+} bt_config_prices;
+
 typedef struct bt_config_agent {
     char *name; /* the map key */
     bt_agent_type type;
@@ -133,6 +145,7 @@ typedef struct bt_config_agent {
     bt_config_price price;
     int64_t max_output; /* tokens; 0 = provider default */
     char *file;         /* replay: recording to play back */
+    double speed;       /* replay: 1 = recorded pace, 10 = ten times faster, 0 = instant */
 } bt_config_agent;
 typedef struct bt_config_agents {
     bt_config_agent *items;
@@ -294,6 +307,7 @@ typedef struct bt_config {
     bt_config_server server;
     bt_config_store store;
     bt_config_agents agents;
+    bt_config_prices prices;
     char *workflows_dir; /* workflows */
     char *personas_dir;  /* personas */
     bt_config_projects projects;
@@ -368,6 +382,9 @@ void bt_config_each_secret(const bt_config *cfg, void (*fn)(const char *value, v
 
 /* Find an agent by name; NULL when there is none. Borrowed. */
 const bt_config_agent *bt_config_agent_find(const bt_config *cfg, const char *name);
+/* The price table entry for model (exact name, then the longest entry that is a prefix
+ * of it, so "claude-sonnet-4" prices "claude-sonnet-4-5-20250929"); NULL when none. */
+const bt_config_model_price *bt_config_price_find(const bt_config *cfg, const char *model);
 
 /* Resolve a project identifier (as found in an issue title "[web-front]" or a label;
  * matched case-insensitively with '-' and '_' equivalent). On success *out points at

@@ -1,0 +1,9 @@
+/*
+ * cli.c - the cli agent adapter (being written; see issue 5).
+ */
+#include "agents/agent_impl.h"
+
+int bt_cli_agent_init(bt_agent *a, bt_error *err)
+{
+    return bt_errorf(err, BT_EUNAVAIL, "agent '%s': the cli adapter is not built yet", a->cfg.name);
+}

@@ -1,0 +1,10 @@
+/*
+ * replay.c - the replay agent adapter (being written; see issue 5).
+ */
+#include "agents/agent_impl.h"
+
+int bt_replay_agent_init(bt_agent *a, bt_error *err)
+{
+    return bt_errorf(err, BT_EUNAVAIL, "agent '%s': the replay adapter is not built yet",
+                     a->cfg.name);
+}
