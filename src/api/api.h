@@ -22,10 +22,13 @@ typedef struct bt_log bt_log;
 typedef struct bt_store bt_store;
 typedef struct bt_metrics bt_metrics;
 typedef struct bt_http_server bt_http_server;
+typedef struct bt_http_client bt_http_client;
+typedef struct bt_agents bt_agents;
 
 #define BT_API_MAX_CLEANUPS 16
 
-typedef struct bt_api {
+typedef struct bt_api bt_api;
+struct bt_api {
     uv_loop_t *loop;
     bt_config *cfg; /* the effective configuration (PUT /api/config may change parts) */
     bt_log *log;
@@ -35,13 +38,24 @@ typedef struct bt_api {
     int64_t started_ms;   /* wall clock at start-up */
     int stopping;         /* set by the app when shutdown begins */
     int github_connected; /* seed 002 /health: set by the GitHub tracker when it is up */
+    /* The configured agents and the HTTP client, built by the app on first call (so an
+     * idle daemon never loads libcurl); NULL functions or results mean "none". */
+    bt_agents *(*agents)(struct bt_api *api);
+    bt_http_client *(*http_client)(struct bt_api *api);
+    void *app; /* the app's own pointer, for the two functions above */
+    /* Hooks run once when shutdown begins (bt_api_stop): groups cancel their work. */
+    struct {
+        void (*fn)(void *ud);
+        void *ud;
+    } stops[BT_API_MAX_CLEANUPS];
+    int nstops;
     /* Teardown of route groups' own state (bt_api_on_cleanup), run by bt_api_cleanup. */
     struct {
         void (*fn)(void *ud);
         void *ud;
     } cleanups[BT_API_MAX_CLEANUPS];
     int ncleanups;
-} bt_api;
+};
 
 /* Register every route group. */
 int bt_api_register(bt_api *api, bt_error *err);
@@ -54,6 +68,12 @@ int bt_api_register(bt_api *api, bt_error *err);
 int bt_api_on_cleanup(bt_api *api, void (*fn)(void *ud), void *ud, bt_error *err);
 void bt_api_cleanup(bt_api *api);
 
+/* Register fn(ud) to run when shutdown begins (agent runs are cancelled there, so the
+ * loop can drain). Fails like bt_api_on_cleanup. */
+int bt_api_on_stop(bt_api *api, void (*fn)(void *ud), void *ud, bt_error *err);
+/* Run the stop hooks (once; later calls do nothing). Called by the app on SIGTERM. */
+void bt_api_stop(bt_api *api);
+
 /* Route groups. */
 int bt_api_health_register(bt_api *api, bt_error *err);  /* /health, /ready */
 int bt_api_metrics_register(bt_api *api, bt_error *err); /* /metrics */
@@ -62,5 +82,6 @@ int bt_api_openapi_register(bt_api *api, bt_error *err); /* /openapi.json, /docs
 int bt_api_tasks_register(bt_api *api, bt_error *err);   /* /api/tasks..., /api/agent-runs */
 int bt_api_work_register(bt_api *api, bt_error *err);    /* /work/..., /workers, /queue */
 int bt_api_events_register(bt_api *api, bt_error *err);  /* /api/events, /ws/workflow-updates */
+int bt_api_agents_register(bt_api *api, bt_error *err);  /* /api/agents, /api/models/status */
 
 #endif

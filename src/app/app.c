@@ -20,6 +20,9 @@
 
 #include "api/api.h"
 
+#include "agents/agents.h"
+#include "http/client.h"
+
 #include "base/mem.h"
 #include "base/time.h"
 #include "config/config.h"
@@ -50,13 +53,52 @@ typedef struct bt_app {
     bt_api api; /* the HTTP API's view of the above (src/api/) */
     /* re-queues expired leases (src/core/reaper.h) */
     bt_reaper *reaper;
+    /* built on first use (bt_api.agents / http_client): an idle daemon loads no libcurl */
+    bt_http_client *http_client;
+    int http_client_failed;
+    bt_agents *agents;
     uv_signal_t sigterm, sigint;
     int stopping;
     int64_t started_ms;
 } bt_app;
 
+static bt_http_client *app_http_client(bt_api *api)
+{
+    bt_app *app = api->app;
+    if (!app->http_client && !app->http_client_failed && !app->stopping) {
+        bt_error err = BT_ERROR_INIT;
+        if (bt_http_client_new(&app->loop, NULL, &app->http_client, &err) < 0) {
+            bt_log_error(app->log, "HTTP client unavailable", BT_LF_STR("error", err.msg));
+            app->http_client_failed = 1;
+            app->http_client = NULL;
+        }
+    }
+    return app->http_client;
+}
+
+static bt_agents *app_agents(bt_api *api)
+{
+    bt_app *app = api->app;
+    if (!app->agents && !app->stopping) {
+        int http = 0;
+        for (size_t i = 0; i < app->cfg->agents.len; i++)
+            if (app->cfg->agents.items[i].type != BT_AGENT_CLI &&
+                app->cfg->agents.items[i].type != BT_AGENT_REPLAY)
+                http = 1;
+        bt_agent_env env = {.loop = &app->loop,
+                            .http = http ? app_http_client(api) : NULL,
+                            .log = app->log,
+                            .cfg = app->cfg};
+        app->agents = bt_agents_new(&env);
+    }
+    return app->agents;
+}
+
 static int app_routes(bt_app *app, bt_error *err)
 {
+    app->api.app = app;
+    app->api.agents = app_agents;
+    app->api.http_client = app_http_client;
     app->api.loop = &app->loop;
     app->api.cfg = app->cfg;
     app->api.log = app->log;
@@ -133,6 +175,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     app->stopping = 1;
     app->api.stopping = 1;
+    bt_api_stop(&app->api); /* cancel agent runs so the loop can drain */
     bt_log_info(app->log, "shutting down",
                 BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     bt_reaper_stop(app->reaper);
@@ -167,7 +210,14 @@ static int finish(bt_app *app, int rc)
     bt_store_close(app->store);
     app->store = NULL;
     uv_run(&app->loop, UV_RUN_DEFAULT);
-    bt_api_cleanup(&app->api); /* route groups' state: nothing can reach it any more */
+    bt_api_cleanup(&app->api);   /* route groups' state: nothing can reach it any more */
+    bt_agents_free(app->agents); /* every run has ended: the loop ran dry above */
+    app->agents = NULL;
+    if (app->http_client) {
+        bt_http_client_close(app->http_client);
+        app->http_client = NULL;
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+    }
     bt_http_server_free(app->http);
     bt_http_auth_free(app->auth);
     bt_metrics_free(app->metrics);

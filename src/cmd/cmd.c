@@ -6,10 +6,17 @@
  */
 #include "cmd/cmd.h"
 
+#include "agents/agents.h"
+#include "base/mem.h"
 #include "base/str.h"
+#include "config/config.h"
+#include "http/client.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+extern char **environ;
 
 typedef struct cmd_entry {
     const char *name;
@@ -27,6 +34,13 @@ static const cmd_entry commands[] = {
      "baton serve [--config FILE] [--host ADDR] [--port N] [--store URL]"},
     {"worker", bt_cmd_worker, "run a worker that takes items from an orchestrator (seed 002)",
      "baton worker [--server URL] [--id ID] [--command CMD] [--workspace DIR] [--once]"},
+    {"agents", bt_cmd_agents, "list the configured agents and whether each can run now",
+     "baton agents [--config FILE] [--json]"},
+    {"test-agent", bt_cmd_test_agent, "run one agent on a prompt and show its output and cost",
+     "baton test-agent NAME \"PROMPT\" [--workspace DIR] [--record FILE] [--json]"},
+    {"models", bt_cmd_models,
+     "local model endpoints (Ollama, llama.cpp): status, list, pull, remove",
+     "baton models status|list|pull MODEL|remove MODEL [--endpoint URL] [--json]"},
     {"help", bt_cmd_help, "show help for baton or one command", "baton help [COMMAND]"},
     {"version", bt_cmd_version, "print the version", "baton version"},
 };
@@ -196,4 +210,108 @@ int bt_opts_parse(const char *cmd, int argc, char **argv, const bt_opt *opts, bt
         }
     }
     return 0;
+}
+
+/* ---- helpers shared by commands ---- */
+
+int bt_cmd_load_config(const char *cmd, const char *config_opt, bt_config **out)
+{
+    const char *path = bt_config_find_path(config_opt, environ);
+    bt_config_problems probs = {0};
+    bt_error err = BT_ERROR_INIT;
+    *out = NULL;
+    if (bt_config_load(path, environ, out, &probs, &err) < 0) {
+        bt_config_problems_print(&probs, stderr);
+        if (probs.len == 0)
+            fprintf(stderr, "baton %s: %s\n", cmd, err.msg);
+        fprintf(stderr, "baton %s: the configuration is not valid; see 'baton validate'.\n", cmd);
+        bt_config_problems_free(&probs);
+        return BT_EXIT_FAIL;
+    }
+    bt_config_problems_free(&probs);
+    return 0;
+}
+
+struct bt_cmd_agents_ctx {
+    uv_loop_t loop;
+    bt_config *cfg;
+    bt_http_client *http;
+    int http_failed;
+    bt_agents *agents;
+};
+
+bt_cmd_agents_ctx *bt_cmd_agents_open(bt_config *cfg)
+{
+    bt_cmd_agents_ctx *c = bt_xcalloc(1, sizeof *c);
+    uv_loop_init(&c->loop);
+    c->cfg = cfg;
+    return c;
+}
+
+uv_loop_t *bt_cmd_agents_loop(bt_cmd_agents_ctx *c)
+{
+    return &c->loop;
+}
+
+bt_http_client *bt_cmd_agents_http(bt_cmd_agents_ctx *c)
+{
+    if (!c->http && !c->http_failed) {
+        bt_error err = BT_ERROR_INIT;
+        if (bt_http_client_new(&c->loop, NULL, &c->http, &err) < 0) {
+            fprintf(stderr, "baton: HTTP client unavailable: %s\n", err.msg);
+            c->http_failed = 1;
+            c->http = NULL;
+        }
+    }
+    return c->http;
+}
+
+static int needs_http(const bt_config *cfg)
+{
+    for (size_t i = 0; i < cfg->agents.len; i++)
+        switch (cfg->agents.items[i].type) {
+        case BT_AGENT_OPENAI:
+        case BT_AGENT_ANTHROPIC:
+        case BT_AGENT_OLLAMA:
+        case BT_AGENT_OPENHANDS:
+            return 1;
+        default:
+            break;
+        }
+    return 0;
+}
+
+bt_agents *bt_cmd_agents_set(bt_cmd_agents_ctx *c)
+{
+    if (!c->agents) {
+        bt_agent_env env = {.loop = &c->loop,
+                            .http = needs_http(c->cfg) ? bt_cmd_agents_http(c) : NULL,
+                            .log = NULL,
+                            .cfg = c->cfg};
+        c->agents = bt_agents_new(&env);
+    }
+    return c->agents;
+}
+
+static void close_any(uv_handle_t *h, void *ud)
+{
+    (void)ud;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void bt_cmd_agents_close(bt_cmd_agents_ctx *c)
+{
+    if (!c)
+        return;
+    bt_agents_free(c->agents);
+    if (c->http)
+        bt_http_client_close(c->http);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&c->loop) != 0) {
+        uv_walk(&c->loop, close_any, NULL);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+    }
+    free(c);
 }

@@ -13,6 +13,8 @@
 
 #include "base/vec.h"
 
+#include <uv.h>
+
 #define BT_EXIT_OK    0
 #define BT_EXIT_FAIL  1
 #define BT_EXIT_USAGE 2
@@ -35,11 +37,30 @@ void bt_opts_usage(const char *cmd, const char *synopsis, const bt_opt *opts);
 
 int bt_cmd_main(int argc, char **argv);
 
+/* Load the configuration the way every command does (--config, $BATON_CONFIG,
+ * ./baton.yaml, defaults). On problems prints them to stderr, prefixed by "baton CMD:",
+ * and returns BT_EXIT_FAIL; 0 and *out (caller frees with bt_config_free) otherwise. */
+typedef struct bt_config bt_config;
+int bt_cmd_load_config(const char *cmd, const char *config_opt, bt_config **out);
+
+/* What commands that drive agents need: a loop, the HTTP client (made on first use so a
+ * CLI-only run never loads libcurl) and the configured agents. */
+typedef struct bt_cmd_agents_ctx bt_cmd_agents_ctx;
+bt_cmd_agents_ctx *bt_cmd_agents_open(bt_config *cfg);
+struct bt_agents *bt_cmd_agents_set(bt_cmd_agents_ctx *c);
+struct bt_http_client *bt_cmd_agents_http(bt_cmd_agents_ctx *c); /* NULL + message on failure */
+uv_loop_t *bt_cmd_agents_loop(bt_cmd_agents_ctx *c);
+/* Close everything (runs the loop until every handle is closed). */
+void bt_cmd_agents_close(bt_cmd_agents_ctx *c);
+
 int bt_cmd_help(int argc, char **argv);
 int bt_cmd_version(int argc, char **argv);
 int bt_cmd_validate(int argc, char **argv);
 int bt_cmd_config(int argc, char **argv);
 int bt_cmd_serve(int argc, char **argv);
 int bt_cmd_worker(int argc, char **argv);
+int bt_cmd_agents(int argc, char **argv);
+int bt_cmd_test_agent(int argc, char **argv);
+int bt_cmd_models(int argc, char **argv);
 
 #endif

@@ -570,6 +570,11 @@ void bt_http_client_close(bt_http_client *c)
         do_close(c);
 }
 
+uv_loop_t *bt_http_client_loop(const bt_http_client *c)
+{
+    return c->loop;
+}
+
 size_t bt_http_client_pending(const bt_http_client *c)
 {
     return c ? c->npending : 0;

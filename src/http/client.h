@@ -123,6 +123,9 @@ int bt_http_client_send(bt_http_client *c, const bt_http_request *rq, bt_http_ca
  * handle is freed). */
 void bt_http_call_cancel(bt_http_call *call);
 
+/* The loop the client runs on (borrowed). */
+uv_loop_t *bt_http_client_loop(const bt_http_client *c);
+
 /* Number of calls whose on_done has not run yet. */
 size_t bt_http_client_pending(const bt_http_client *c);
 
