@@ -481,6 +481,19 @@ static void deliver_stats(bt_pg *pg, pg_op *op)
     ((bt_store_stats_cb)op->cb)(op->ud, op->rc, ERRP(op), op->rc ? NULL : &st);
 }
 
+static void deliver_spend(bt_pg *pg, pg_op *op)
+{
+    bt_spend sp;
+    memset(&sp, 0, sizeof sp);
+    if (!op->rc) {
+        sp.cost_usd = jreal(op->res, "cost_usd");
+        sp.tokens_in = jint(op->res, "tokens_in");
+        sp.tokens_out = jint(op->res, "tokens_out");
+        sp.steps = jint(op->res, "steps");
+    }
+    ((bt_store_spend_cb)op->cb)(op->ud, op->rc, ERRP(op), op->rc ? NULL : &sp);
+}
+
 static void deliver_run(bt_pg *pg, pg_op *op)
 {
     bt_run *r = op->rc ? NULL : run_from(json_object_get(op->res, "run"));
@@ -1665,6 +1678,18 @@ static void pg_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, 
     by_id(s, "bt_step_list", false, deliver_steps, CB(cb), ud, "run_id", run_id, "a run id");
 }
 
+static void pg_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud)
+{
+    json_t *a = json_object();
+    if (q) {
+        set_str(a, "task_id", q->task_id);
+        set_str(a, "project", q->project);
+        if (q->since_ms > 0)
+            json_object_set_new(a, "since", json_integer((json_int_t)q->since_ms));
+    }
+    submit(PG(s), op_new("bt_spend", false, deliver_spend, CB(cb), ud), a);
+}
+
 static void pg_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
                             const json_t *data, bt_store_event_cb cb, void *ud)
 {
@@ -1928,6 +1953,7 @@ static const bt_store_vtable pg_vtable = {
     .step_start = pg_step_start,
     .step_finish = pg_step_finish,
     .step_list = pg_step_list,
+    .spend = pg_spend,
     .event_append = pg_event_append,
     .event_read = pg_event_read,
     .event_last_seq = pg_event_last_seq,

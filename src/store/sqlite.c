@@ -174,6 +174,11 @@ static const char *const migrations[] = {
     "DROP INDEX tasks_finished;"
     "CREATE INDEX tasks_finished ON tasks(status, finished_at)"
     " WHERE status = 'completed' OR status = 'failed' OR status = 'cancelled';",
+    /* 3: spend queries (bt_store_spend, budgets) by project and by day. tasks_project is
+     * partial and names no column the queue's UPDATEs set, so claims and completions
+     * never touch it; steps_finished changes once per step, when it finishes. */
+    "CREATE INDEX tasks_project ON tasks(project) WHERE project IS NOT NULL;"
+    "CREATE INDEX steps_finished ON steps(finished_at);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -201,6 +206,7 @@ enum {
     K_APPROVAL,
     K_APPROVALS,
     K_LOCK,
+    K_SPEND,
 };
 
 typedef void (*anycb)(void);
@@ -219,7 +225,10 @@ typedef struct sq_done {
     bool created;
     bt_fail_outcome outcome;
     int64_t count;
-    bt_task_stats stats;
+    union {
+        bt_task_stats stats;
+        bt_spend spend;
+    };
 } sq_done;
 
 typedef struct sq_stmt {
@@ -618,6 +627,9 @@ static void done_fire(sq_done *d)
         break;
     case K_LOCK:
         ((bt_store_lock_cb)d->cb)(ud, rc, e, d->one);
+        break;
+    case K_SPEND:
+        ((bt_store_spend_cb)d->cb)(ud, rc, e, rc ? NULL : &d->spend);
         break;
     default:
         break;
@@ -2634,6 +2646,52 @@ static void sq_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, 
 }
 
 /* ---------------------------------------------------------------------------------
+ * Spend (budgets).
+ */
+static void sq_spend(bt_store *s, const bt_spend_query *qry, bt_store_spend_cb cb, void *ud)
+{
+    sq_store *q = (sq_store *)s;
+    sq_done d = {.kind = K_SPEND, .cb = (anycb)cb, .ud = ud};
+    bt_spend_query none = {0};
+    if (!qry)
+        qry = &none;
+    /* A filter that is not asked for is not in the statement (one cached statement per
+     * combination), so the planner starts from the index of the filter that is:
+     * runs_task, tasks_project or steps_finished. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(sum(s.cost_usd), 0), coalesce(sum(s.tokens_in), 0), "
+             "coalesce(sum(s.tokens_out), 0), count(*) FROM steps s JOIN runs r ON r.id = "
+             "s.run_id JOIN tasks t ON t.id = r.task_id WHERE s.status <> 'pending' AND "
+             "s.status <> 'running'%s%s%s",
+             qry->task_id ? " AND r.task_id = ?1" : "", qry->project ? " AND t.project = ?2" : "",
+             qry->since_ms > 0 ? " AND s.finished_at >= ?3" : "");
+    sqlite3_stmt *st = sq_prep(q, sql, &d.err);
+    if (!st) {
+        d.rc = d.err.code;
+        sq_push(q, &d);
+        return;
+    }
+    if (qry->task_id)
+        b_text(st, 1, qry->task_id);
+    if (qry->project)
+        b_text(st, 2, qry->project);
+    if (qry->since_ms > 0)
+        sqlite3_bind_int64(st, 3, qry->since_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        d.spend.cost_usd = sqlite3_column_double(st, 0);
+        d.spend.tokens_in = sqlite3_column_int64(st, 1);
+        d.spend.tokens_out = sqlite3_column_int64(st, 2);
+        d.spend.steps = sqlite3_column_int64(st, 3);
+    } else {
+        d.rc = sq_fail(q, &d.err, rc, "summing spend");
+    }
+    sqlite3_reset(st);
+    sq_push(q, &d);
+}
+
+/* ---------------------------------------------------------------------------------
  * Events: operations.
  */
 static void sq_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
@@ -3288,6 +3346,7 @@ static const bt_store_vtable sqlite_vt = {
     .step_start = sq_step_start,
     .step_finish = sq_step_finish,
     .step_list = sq_step_list,
+    .spend = sq_spend,
     .event_append = sq_event_append,
     .event_read = sq_event_read,
     .event_last_seq = sq_event_last_seq,

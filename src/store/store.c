@@ -176,6 +176,11 @@ const char *bt_store_backend(const bt_store *s)
     return s->vt->name;
 }
 
+uv_loop_t *bt_store_loop(const bt_store *s)
+{
+    return s->loop;
+}
+
 int bt_store_connections(const bt_store *s)
 {
     return s->vt->connections(s);
@@ -255,6 +260,8 @@ TRAMPOLINE(tr_step, bt_store_step_cb, (void *ud, int rc, const bt_error *err, co
 TRAMPOLINE(tr_steps, bt_store_steps_cb,
            (void *ud, int rc, const bt_error *err, bt_step *const *v, size_t n),
            (cud, rc, err, v, n))
+TRAMPOLINE(tr_spend, bt_store_spend_cb, (void *ud, int rc, const bt_error *err, const bt_spend *sp),
+           (cud, rc, err, sp))
 TRAMPOLINE(tr_event, bt_store_event_cb, (void *ud, int rc, const bt_error *err, const bt_event *e),
            (cud, rc, err, e))
 TRAMPOLINE(tr_events, bt_store_events_cb,
@@ -409,6 +416,11 @@ void bt_store_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, v
 {
     TIMED("step_list", tr_steps);
     s->vt->step_list(s, run_id, cb, ud);
+}
+void bt_store_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud)
+{
+    TIMED("spend", tr_spend);
+    s->vt->spend(s, q, cb, ud);
 }
 void bt_store_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
                            const json_t *data, bt_store_event_cb cb, void *ud)

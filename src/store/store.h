@@ -242,6 +242,25 @@ typedef struct bt_run_patch {
 } bt_run_patch;
 
 /* ---------------------------------------------------------------------------------
+ * Spend (budgets, config `budgets`): what finished steps cost. A step counts once it is
+ * finished (succeeded, failed, skipped or cancelled), with the cost, tokens and
+ * finished_at bt_store_step_finish recorded; steps are matched through their run to
+ * their task. History deleted with its task (bt_store_cleanup_stale,
+ * bt_store_clear_completed) no longer counts.
+ */
+typedef struct bt_spend_query {
+    const char *task_id; /* only this task's steps; NULL = any task */
+    const char *project; /* only steps of tasks of this project; NULL = any project */
+    int64_t since_ms;    /* only steps finished at or after this; 0 = any time */
+} bt_spend_query;
+
+typedef struct bt_spend {
+    double cost_usd; /* sum of steps.cost_usd */
+    int64_t tokens_in, tokens_out;
+    int64_t steps; /* finished steps matched */
+} bt_spend;
+
+/* ---------------------------------------------------------------------------------
  * Events: the append-only log everything observable reads (SSE, WebSocket, dashboard,
  * metrics, audit). seq is strictly increasing in commit order, so "after seq N" is
  * exact even with several processes writing one PostgreSQL database.
@@ -357,6 +376,8 @@ typedef void (*bt_store_workers_cb)(void *ud, int rc, const bt_error *err,
 typedef void (*bt_store_approval_cb)(void *ud, int rc, const bt_error *err, const bt_approval *a);
 typedef void (*bt_store_approvals_cb)(void *ud, int rc, const bt_error *err,
                                       bt_approval *const *list, size_t n);
+/* spend is NULL when rc != 0. */
+typedef void (*bt_store_spend_cb)(void *ud, int rc, const bt_error *err, const bt_spend *spend);
 /* Lock acquisition: rc BT_ECONFLICT with `holder` describing the conflicting lock. */
 typedef void (*bt_store_lock_cb)(void *ud, int rc, const bt_error *err, const bt_lock *holder);
 
@@ -395,6 +416,8 @@ void bt_store_close(bt_store *s);
 
 /* "sqlite" or "postgres". */
 const char *bt_store_backend(const bt_store *s);
+/* The loop the store was opened with (for helpers that complete on the same loop). */
+uv_loop_t *bt_store_loop(const bt_store *s);
 /* The retry delay for the given (1-based) attempt under this store's options. */
 int64_t bt_store_backoff_ms(const bt_store *s, int32_t attempt);
 /* Change the retry policy of an open store (PUT /api/config, queue.*): it applies to
@@ -488,6 +511,9 @@ void bt_store_step_finish(bt_store *s, const char *step_id, const bt_step_result
                           bt_store_step_cb cb, void *ud);
 /* Steps of a run in (iteration, seq, attempt) order. */
 void bt_store_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, void *ud);
+/* Sum of cost, tokens and count of the finished steps matching every filter of q
+ * (q NULL: all finished steps). A read: it sees every write issued before it. */
+void bt_store_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud);
 
 /* ---------------------------------------------------------------------------------
  * Events.

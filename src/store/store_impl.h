@@ -53,6 +53,7 @@ typedef struct bt_store_vtable {
     void (*step_finish)(bt_store *s, const char *step_id, const bt_step_result *r,
                         bt_store_step_cb cb, void *ud);
     void (*step_list)(bt_store *s, const char *run_id, bt_store_steps_cb cb, void *ud);
+    void (*spend)(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud);
     void (*event_append)(bt_store *s, const char *type, const char *task_id, const char *run_id,
                          const json_t *data, bt_store_event_cb cb, void *ud);
     void (*event_read)(bt_store *s, const bt_event_filter *f, bt_store_events_cb cb, void *ud);

@@ -138,6 +138,7 @@ typedef struct res {
     void **list;
     bt_lock holder;
     char holder_owner[64];
+    bt_spend spend;
 } res;
 
 static void res_free(res *r)
@@ -303,6 +304,18 @@ static void cb_lock(void *ud, int rc, const bt_error *err, const bt_lock *holder
     mark(r, rc, err);
     if (holder)
         snprintf(r->holder_owner, sizeof r->holder_owner, "%s", holder->owner);
+}
+
+static void cb_spend(void *ud, int rc, const bt_error *err, const bt_spend *sp)
+{
+    res *r = ud;
+    mark(r, rc, err);
+    if (rc == 0) {
+        assert_non_null(sp);
+        r->spend = *sp;
+    } else {
+        assert_null(sp);
+    }
 }
 
 /* Shorthands. Each returns the result by value; the caller res_free()s it. */
@@ -1083,6 +1096,154 @@ static void test_runs_steps(void **state)
     res_free(&fin2), res_free(&again), res_free(&g), res_free(&sl), res_free(&u), res_free(&rl);
 }
 
+/* Spend helpers: a task of a project with one run; steps finished at the clock's time. */
+static void mk_in_project(fx *f, const char *title, const char *project, char id[BT_ID_LEN + 1],
+                          char run_id[BT_ID_LEN + 1])
+{
+    bt_task_input in = input(title, NULL, 0);
+    in.project = project;
+    res r = do_create(f, &in);
+    assert_int_equal(r.rc, 0);
+    snprintf(id, BT_ID_LEN + 1, "%s", r.task->id);
+    res_free(&r);
+    res run = {0};
+    bt_store_run_create(f->s, id, "default", NULL, NULL, cb_run, &run);
+    wait_for(f, &run);
+    assert_int_equal(run.rc, 0);
+    snprintf(run_id, BT_ID_LEN + 1, "%s", run.run->id);
+    res_free(&run);
+}
+
+/* Starts a step; when status is not running, finishes it with cost and tokens. */
+static void spend_step(fx *f, const char *run_id, const char *key, bt_step_status status,
+                       double cost, int64_t tin, int64_t tout)
+{
+    res st = {0};
+    bt_store_step_start(f->s, run_id, key, 1, 1, 0, "claude", "coder", cb_step, &st);
+    wait_for(f, &st);
+    assert_int_equal(st.rc, 0);
+    if (status != BT_STEP_RUNNING) {
+        bt_step_result sr = {
+            .status = status, .tokens_in = tin, .tokens_out = tout, .cost_usd = cost};
+        res fin = {0};
+        bt_store_step_finish(f->s, st.step->id, &sr, cb_step, &fin);
+        wait_for(f, &fin);
+        assert_int_equal(fin.rc, 0);
+        res_free(&fin);
+    }
+    res_free(&st);
+}
+
+static bt_spend do_spend(fx *f, const char *task_id, const char *project, int64_t since_ms)
+{
+    res r = {0};
+    bt_spend_query q = {.task_id = task_id, .project = project, .since_ms = since_ms};
+    bt_store_spend(f->s, &q, cb_spend, &r);
+    wait_for(f, &r);
+    if (r.rc)
+        fail_msg("spend: %s", r.err.msg);
+    return r.spend;
+}
+
+#define assert_usd(got, want) assert_true((got) > (want)-1e-9 && (got) < (want) + 1e-9)
+
+/* bt_store_spend: sums finished steps by task, project and finish time, on both
+ * backends alike; running steps do not count; reads see writes issued before them. */
+static void test_spend(void **state)
+{
+    fx *f = *state;
+    char a[BT_ID_LEN + 1], ra[BT_ID_LEN + 1], b[BT_ID_LEN + 1], rb[BT_ID_LEN + 1];
+    char c[BT_ID_LEN + 1], rc_[BT_ID_LEN + 1], d[BT_ID_LEN + 1], rd[BT_ID_LEN + 1];
+
+    /* Nothing yet: zeros, not an error. */
+    bt_spend z = do_spend(f, NULL, NULL, 0);
+    assert_usd(z.cost_usd, 0.0);
+    assert_int_equal(z.steps, 0);
+
+    mk_in_project(f, "a", "BACKEND", a, ra);
+    mk_in_project(f, "b", "BACKEND", b, rb);
+    mk_in_project(f, "c", "FRONTEND", c, rc_);
+    mk_in_project(f, "d", NULL, d, rd);
+    /* Yesterday (before T0 + 1h): */
+    spend_step(f, ra, "plan", BT_STEP_SUCCEEDED, 0.25, 100, 10);
+    spend_step(f, rb, "plan", BT_STEP_FAILED, 1.5, 200, 20);
+    f->now += 3600 * 1000; /* today from here */
+    int64_t today = f->now;
+    spend_step(f, ra, "implement", BT_STEP_SUCCEEDED, 2.0, 1000, 100);
+    spend_step(f, ra, "review", BT_STEP_CANCELLED, 0.125, 10, 1);
+    spend_step(f, ra, "test", BT_STEP_RUNNING, 0, 0, 0); /* not finished: not counted */
+    spend_step(f, rc_, "implement", BT_STEP_SUCCEEDED, 4.0, 400, 40);
+    spend_step(f, rd, "implement", BT_STEP_SKIPPED, 0.5, 5, 5);
+
+    bt_spend t = do_spend(f, a, NULL, 0);
+    assert_usd(t.cost_usd, 2.375);
+    assert_int_equal(t.tokens_in, 1110);
+    assert_int_equal(t.tokens_out, 111);
+    assert_int_equal(t.steps, 3);
+
+    bt_spend p = do_spend(f, NULL, "BACKEND", 0);
+    assert_usd(p.cost_usd, 3.875);
+    assert_int_equal(p.tokens_in, 1310);
+    assert_int_equal(p.steps, 4);
+    p = do_spend(f, NULL, "FRONTEND", 0);
+    assert_usd(p.cost_usd, 4.0);
+    assert_int_equal(p.steps, 1);
+    p = do_spend(f, NULL, "NOPE", 0);
+    assert_usd(p.cost_usd, 0.0);
+    assert_int_equal(p.steps, 0);
+
+    bt_spend all = do_spend(f, NULL, NULL, 0);
+    assert_usd(all.cost_usd, 8.375);
+    assert_int_equal(all.tokens_in, 1715);
+    assert_int_equal(all.tokens_out, 176);
+    assert_int_equal(all.steps, 6);
+    res rnull = {0}; /* a NULL query is "everything" */
+    bt_store_spend(f->s, NULL, cb_spend, &rnull);
+    wait_for(f, &rnull);
+    assert_int_equal(rnull.rc, 0);
+    assert_usd(rnull.spend.cost_usd, 8.375);
+
+    /* since: finished at or after the bound (inclusive). */
+    bt_spend day = do_spend(f, NULL, NULL, today);
+    assert_usd(day.cost_usd, 6.625);
+    assert_int_equal(day.steps, 4);
+    assert_int_equal(do_spend(f, NULL, NULL, today + 1).steps, 0);
+    bt_spend td = do_spend(f, a, NULL, today);
+    assert_usd(td.cost_usd, 2.125);
+    assert_int_equal(td.steps, 2);
+    bt_spend pd = do_spend(f, NULL, "BACKEND", today);
+    assert_usd(pd.cost_usd, 2.125);
+    /* Filters combine: task a is not in FRONTEND. */
+    assert_int_equal(do_spend(f, a, "FRONTEND", 0).steps, 0);
+    assert_int_equal(do_spend(f, a, "BACKEND", 0).steps, 3);
+    assert_int_equal(do_spend(f, "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL, 0).steps, 0);
+
+    /* Read-your-writes: a spend issued right after a step_finish (same turn, no wait)
+     * includes it, and its callback comes after the write's. */
+    res st = {0};
+    bt_store_step_start(f->s, rb, "implement", 1, 1, 1, "codex", "coder", cb_step, &st);
+    wait_for(f, &st);
+    bt_step_result sr = {.status = BT_STEP_SUCCEEDED, .cost_usd = 0.75, .tokens_in = 7};
+    res fin = {0}, sp = {0};
+    bt_spend_query q = {.task_id = b};
+    bt_store_step_finish(f->s, st.step->id, &sr, cb_step, &fin);
+    bt_store_spend(f->s, &q, cb_spend, &sp);
+    assert_int_equal(fin.called + sp.called, 0);
+    wait_for(f, &sp);
+    assert_int_equal(fin.called, 1);
+    assert_int_equal(fin.rc, 0);
+    assert_int_equal(sp.rc, 0);
+    assert_usd(sp.spend.cost_usd, 2.25);
+    assert_int_equal(sp.spend.tokens_in, 207);
+    assert_int_equal(sp.spend.steps, 2);
+    res_free(&st), res_free(&fin), res_free(&sp), res_free(&rnull);
+
+    /* Spend is history: it survives a reopen. */
+    fx_close(f);
+    fx_open(f);
+    assert_usd(do_spend(f, NULL, "BACKEND", 0).cost_usd, 4.625);
+}
+
 typedef struct sub_log {
     int n;
     int64_t seqs[64];
@@ -1475,6 +1636,7 @@ static void test_sqlite_creates_directory(void **state)
     X(test_retry_schedule)                                                                         \
     X(test_stats_cleanup_clear)                                                                    \
     X(test_runs_steps)                                                                             \
+    X(test_spend)                                                                                  \
     X(test_events)                                                                                 \
     X(test_events_after_commit)                                                                    \
     X(test_workers)                                                                                \
