@@ -158,7 +158,8 @@ static void h_models_status(bt_http_req *req, void *ud)
     m->results = json_array();
     size_t i;
     json_t *ep;
-    json_array_foreach(endpoints, i, ep) json_array_append_new(m->results, json_null());
+    for (i = 0; i < json_array_size(endpoints); i++)
+        json_array_append_new(m->results, json_null());
     m->pending = json_array_size(endpoints);
     bt_http_req_suspend(req);
     json_array_foreach(endpoints, i, ep)

@@ -98,7 +98,8 @@ static int probe_all(bt_cmd_agents_ctx *ctx, json_t *endpoints, json_t **out)
     gather g = {.results = json_array(), .pending = 0};
     size_t i;
     json_t *ep;
-    json_array_foreach(endpoints, i, ep) json_array_append_new(g.results, json_null());
+    for (i = 0; i < json_array_size(endpoints); i++)
+        json_array_append_new(g.results, json_null());
     bt_http_client *http = bt_cmd_agents_http(ctx);
     if (!http) {
         json_decref(g.results);
