@@ -5,7 +5,17 @@
 #
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also what the test suite needs (PostgreSQL, git, python3, wrk...)
+#                                    and the genuine Claude Code and Codex CLIs from npm, at pinned
+#                                    versions, for tests/integration/test_real_clis.py
+#
+# The CLIs go to $BATON_CLI_DIR (default ${XDG_CACHE_HOME:-~/.cache}/baton/real-clis), outside
+# the repository; about 640 MB. BATON_SKIP_REAL_CLIS=1 skips them (that test then skips too).
 set -euo pipefail
+
+# Pinned: versions known to work offline against tests/fakes/llm_server.py. Bumping one
+# means re-running tests/integration/test_real_clis.py against the new version.
+CLAUDE_CODE_VERSION=2.1.197
+CODEX_VERSION=0.169.0
 
 build_pkgs=(
   build-essential cmake pkg-config git ca-certificates
@@ -16,8 +26,13 @@ test_pkgs=(
   libcmocka-dev python3 postgresql postgresql-contrib curl procps clang-format cppcheck
 )
 
+test_mode=0
+[[ "${1:-}" == "--test" ]] && test_mode=1
+real_clis=0
+[[ $test_mode -eq 1 && "${BATON_SKIP_REAL_CLIS:-}" != 1 ]] && real_clis=1
+
 want=("${build_pkgs[@]}")
-if [[ "${1:-}" == "--test" ]]; then
+if [[ $test_mode -eq 1 ]]; then
   want+=("${test_pkgs[@]}")
 fi
 
@@ -27,11 +42,57 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+# npm installs the CLIs; Debian 12's nodejs 18 runs Codex's JS launcher (it needs node >= 16;
+# Claude Code is a native binary). A node that is already there, e.g. NodeSource's package with
+# its bundled npm, is used as it is.
+if [[ $real_clis -eq 1 ]] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ ${#missing[@]} -gt 0 ]]; then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[[ $real_clis -eq 1 ]] || exit 0
+
+# The genuine CLIs, into a folder of their own (a package.json there records the pins).
+cli_dir=${BATON_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/baton/real-clis}
+bin=$cli_dir/node_modules/.bin
+have_clis() {
+  [[ "$("$bin/claude" --version 2>/dev/null)" == "$CLAUDE_CODE_VERSION (Claude Code)" ]] &&
+    [[ "$("$bin/codex" --version 2>/dev/null)" == "codex-cli $CODEX_VERSION" ]]
+}
+have_clis && exit 0
+
+pkgs=("@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION")
+echo "install-deps: installing ${pkgs[*]} into $cli_dir (about 640 MB)" >&2
+mkdir -p "$cli_dir"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Few, short retries: an unreachable registry fails in seconds instead of minutes.
+if ! npm install --prefix "$cli_dir" --save-exact --no-audit --no-fund --loglevel=error \
+  --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
+  "${pkgs[@]}" >"$log" 2>&1; then
+  unreachable='ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network'
+  if grep -qE "$unreachable" "$log"; then
+    echo "install-deps: npm cannot reach its registry ($(npm config get registry 2>/dev/null))" \
+      "to install ${pkgs[*]}. Check the network, or npm's proxy/registry settings" \
+      "(npm config set proxy ...), or set BATON_SKIP_REAL_CLIS=1 to skip the real-CLI test." >&2
+  else
+    echo "install-deps: npm could not install ${pkgs[*]} into $cli_dir:" >&2
+  fi
+  grep -v '^npm error  *at ' "$log" | tail -n 15 >&2
+  exit 1
+fi
+if ! have_clis; then
+  echo "install-deps: after npm install, $bin/claude and $bin/codex do not report" \
+    "$CLAUDE_CODE_VERSION and $CODEX_VERSION:" >&2
+  "$bin/claude" --version >&2 || true
+  "$bin/codex" --version >&2 || true
+  exit 1
+fi

@@ -10,6 +10,8 @@
 #
 # BATON_TEST_PG_URL=postgres://... uses that server instead of a throw-away cluster;
 # BATON_SKIP_PG=1 starts none (the store suite then skips PostgreSQL, loudly).
+# The genuine Claude Code / Codex CLIs (about 640 MB) are installed in $BATON_CLI_DIR (default
+# ~/.cache/baton/real-clis); BATON_SKIP_REAL_CLIS=1 installs and tests neither.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
