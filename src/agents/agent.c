@@ -129,10 +129,25 @@ int bt_agent_new(const bt_agent_env *env, const bt_config_agent *ac, bt_agent **
     return 0;
 }
 
+struct bt_agent_throttle {
+    uv_idle_t idle;
+    bt_agent *agent; /* NULL once the agent is freed (the handle is then closing) */
+    bt_agent_run *head, *tail;
+};
+
+static void throttle_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void bt_agent_free(bt_agent *a)
 {
     if (!a)
         return;
+    if (a->throttle) {
+        a->throttle->agent = NULL;
+        uv_close((uv_handle_t *)&a->throttle->idle, throttle_closed);
+    }
     if (a->ops && a->ops->free)
         a->ops->free(a);
     cfg_release(&a->cfg);
@@ -198,6 +213,77 @@ static void record_line(bt_agent_run *run, json_t *obj)
     json_decref(obj);
 }
 
+static void run_release(bt_agent_run *run)
+{
+    bt_strbuf_release(&run->output);
+    bt_strbuf_release(&run->error);
+    free(run->prompt);
+    free(run->system);
+    free(run->context);
+    free(run->workspace);
+    free(run->record_path);
+    free(run->model);
+    free(run);
+}
+
+/* Count a start in the current loop turn; 1 when it may start now. */
+static int start_allowed(bt_agent *a)
+{
+    uint64_t now = uv_now(a->env.loop);
+    if (now != a->turn_stamp) {
+        a->turn_stamp = now;
+        a->starts_in_turn = 0;
+    }
+    if (a->throttle && a->throttle->head)
+        return 0; /* keep the queue's order */
+    return a->starts_in_turn++ < BT_AGENT_STARTS_PER_TURN;
+}
+
+static void throttle_drain(uv_idle_t *h)
+{
+    bt_agent_throttle *t = h->data;
+    bt_agent *a = t->agent;
+    for (int n = 0; n < BT_AGENT_STARTS_PER_TURN && t->head; n++) {
+        bt_agent_run *run = t->head;
+        t->head = run->queued_next;
+        if (!t->head)
+            t->tail = NULL;
+        run->queued = 0;
+        if (run->cancel_requested) {
+            bt_agent_run_finish(run); /* already failed as cancelled */
+            continue;
+        }
+        bt_error err = BT_ERROR_INIT;
+        if (a->ops->start(run, &err) < 0) {
+            bt_agent_run_fail(run,
+                              err.code == BT_EUNAVAIL ? BT_AGENT_TRANSIENT : BT_AGENT_PERMANENT,
+                              "%s", err.msg);
+            bt_agent_run_finish(run);
+        }
+    }
+    if (!t->head)
+        uv_idle_stop(&t->idle);
+}
+
+static void throttle_push(bt_agent *a, bt_agent_run *run)
+{
+    if (!a->throttle) {
+        a->throttle = bt_xcalloc(1, sizeof *a->throttle);
+        a->throttle->agent = a;
+        uv_idle_init(a->env.loop, &a->throttle->idle);
+        a->throttle->idle.data = a->throttle;
+    }
+    bt_agent_throttle *t = a->throttle;
+    run->queued = 1;
+    run->queued_next = NULL;
+    if (t->tail)
+        t->tail->queued_next = run;
+    else
+        t->head = run;
+    t->tail = run;
+    uv_idle_start(&t->idle, throttle_drain);
+}
+
 int bt_agent_start(bt_agent *a, const bt_agent_request *rq, bt_agent_run **out, bt_error *err)
 {
     if (out)
@@ -256,6 +342,14 @@ int bt_agent_start(bt_agent *a, const bt_agent_request *rq, bt_agent_run **out, 
                               bt_agent_kind(a), "model", bt_agent_model(a), "prompt", run->prompt,
                               "recorded_at", bt_time_format_iso(bt_time_wall_ms(), ts)));
     }
+    if (!start_allowed(a)) {
+        /* A burst: start it from the queue in a later turn (a failure to start is then
+         * reported through on_done). */
+        throttle_push(a, run);
+        if (out)
+            *out = run;
+        return 0;
+    }
     int rc = a->ops->start(run, err);
     if (rc < 0) {
         if (run->record) {
@@ -263,15 +357,7 @@ int bt_agent_start(bt_agent *a, const bt_agent_request *rq, bt_agent_run **out, 
             if (run->record_path)
                 remove(run->record_path);
         }
-        bt_strbuf_release(&run->output);
-        bt_strbuf_release(&run->error);
-        free(run->prompt);
-        free(run->system);
-        free(run->context);
-        free(run->workspace);
-        free(run->record_path);
-        free(run->model);
-        free(run);
+        run_release(run);
         return rc;
     }
     if (out)
@@ -285,6 +371,8 @@ void bt_agent_run_cancel(bt_agent_run *run)
         return;
     run->cancel_requested = 1;
     bt_agent_run_fail(run, BT_AGENT_CANCELLED, "cancelled");
+    if (run->queued)
+        return; /* never started: the queue finishes it on its next turn */
     if (run->agent->ops->cancel)
         run->agent->ops->cancel(run);
 }
@@ -457,15 +545,7 @@ void bt_agent_run_finish(bt_agent_run *run)
                  BT_LF_DBL("cost_usd", r.cost_usd), BT_LF_INT("duration_ms", r.duration_ms),
                  BT_LF_END);
     run->on_done(&r, run->ud);
-    bt_strbuf_release(&run->output);
-    bt_strbuf_release(&run->error);
-    free(run->prompt);
-    free(run->system);
-    free(run->context);
-    free(run->workspace);
-    free(run->record_path);
-    free(run->model);
-    free(run);
+    run_release(run);
 }
 
 /* ---- error classes ---- */

@@ -18,6 +18,11 @@
  *   - on_done runs exactly once per successful bt_agent_start, always from a loop
  *     callback, never inside bt_agent_start or bt_agent_run_cancel. After a failed
  *     start (negative return) neither callback ever runs.
+ *   - Bursts are throttled: at most BT_AGENT_STARTS_PER_TURN (agent_impl.h) runs of one
+ *     agent start per loop turn, the rest a turn or more later, in order (100 CLI agents
+ *     are 100 forks, which would otherwise stall every other client of the loop). A run
+ *     that was queued and then cannot start reports that through on_done, not through
+ *     bt_agent_start's return value.
  *   - on_event runs zero or more times before on_done, never after it.
  *   - The bt_agent_run* is valid from start until on_done returns; the run frees itself
  *     after on_done. Cancel a pending run at most as long as on_done has not run.

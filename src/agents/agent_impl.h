@@ -33,11 +33,20 @@ typedef struct bt_agent_ops {
     void (*free)(bt_agent *a); /* release a->impl; may be NULL */
 } bt_agent_ops;
 
+/* Start throttle (agent.c): at most BT_AGENT_STARTS_PER_TURN runs of one agent start in
+ * one loop turn; the rest wait in a queue that an idle handle drains a batch per turn, so
+ * a burst of starts (100 CLI agents = 100 forks) cannot stall the loop. */
+#define BT_AGENT_STARTS_PER_TURN 4
+typedef struct bt_agent_throttle bt_agent_throttle;
+
 struct bt_agent {
     const bt_agent_ops *ops;
     bt_agent_env env;
     bt_config_agent cfg; /* a deep copy of the configuration entry */
     void *impl;          /* the adapter's */
+    uint64_t turn_stamp; /* uv_now() of the turn starts were last counted in */
+    int starts_in_turn;
+    bt_agent_throttle *throttle; /* made on the first deferred start; NULL until then */
 };
 
 struct bt_agent_run {
@@ -69,8 +78,10 @@ struct bt_agent_run {
     char *model;
     int replay;
 
-    FILE *record; /* --record file, NULL when not recording */
-    void *impl;   /* the adapter's per-run state */
+    FILE *record;              /* --record file, NULL when not recording */
+    void *impl;                /* the adapter's per-run state */
+    bt_agent_run *queued_next; /* in the agent's start queue (throttled), else unused */
+    int queued;
 };
 
 /* Send an event of kind with text (len bytes; need not be NUL-terminated) to the
