@@ -129,12 +129,6 @@ int bt_agent_new(const bt_agent_env *env, const bt_config_agent *ac, bt_agent **
     return 0;
 }
 
-struct bt_agent_throttle {
-    uv_idle_t idle;
-    bt_agent *agent; /* NULL once the agent is freed (the handle is then closing) */
-    bt_agent_run *head, *tail;
-};
-
 static void throttle_closed(uv_handle_t *h)
 {
     free(h->data);

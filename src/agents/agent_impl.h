@@ -37,7 +37,11 @@ typedef struct bt_agent_ops {
  * one loop turn; the rest wait in a queue that an idle handle drains a batch per turn, so
  * a burst of starts (100 CLI agents = 100 forks) cannot stall the loop. */
 #define BT_AGENT_STARTS_PER_TURN 4
-typedef struct bt_agent_throttle bt_agent_throttle;
+typedef struct bt_agent_throttle {
+    uv_idle_t idle;
+    struct bt_agent *agent; /* NULL once the agent is freed (the handle is then closing) */
+    struct bt_agent_run *head, *tail; /* runs waiting to start, oldest first */
+} bt_agent_throttle;
 
 struct bt_agent {
     const bt_agent_ops *ops;
