@@ -354,6 +354,42 @@ void bt_models_status(bt_http_client *http, const char *url, bt_models_status_fn
     }
 }
 
+int bt_models_has(json_t *status, const char *model)
+{
+    size_t i, len = strlen(model);
+    json_t *m;
+    json_array_foreach(json_object_get(status, "models"), i, m)
+    {
+        const char *n = json_string_value(json_object_get(m, "name"));
+        if (n && (strcmp(n, model) == 0 || (!strchr(model, ':') && strncmp(n, model, len) == 0 &&
+                                            strcmp(n + len, ":latest") == 0)))
+            return 1;
+    }
+    return 0;
+}
+
+int bt_models_annotate(json_t *results, json_t *endpoints)
+{
+    int problems = 0;
+    for (size_t i = 0; i < json_array_size(results); i++) {
+        json_t *st = json_array_get(results, i), *ep = json_array_get(endpoints, i);
+        json_object_set(st, "agents", json_object_get(ep, "agents"));
+        if (!json_is_true(json_object_get(st, "ready")))
+            problems++;
+        json_t *conf = json_object(), *m;
+        size_t k;
+        json_array_foreach(json_object_get(ep, "models"), k, m)
+        {
+            int have = bt_models_has(st, json_string_value(m));
+            json_object_set_new(conf, json_string_value(m), json_boolean(have));
+            if (!have)
+                problems++;
+        }
+        json_object_set_new(st, "configured_models", conf);
+    }
+    return problems;
+}
+
 /* ---- pull and remove ---- */
 
 typedef struct op {

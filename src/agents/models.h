@@ -40,6 +40,16 @@ char *bt_models_root(const char *url);
 typedef void (*bt_models_status_fn)(json_t *status, void *ud);
 void bt_models_status(bt_http_client *http, const char *url, bt_models_status_fn cb, void *ud);
 
+/* Whether a status document (bt_models_status) lists model; an untagged name matches
+ * its ":latest" tag as Ollama does ("llama3.2" is "llama3.2:latest"). */
+int bt_models_has(json_t *status, const char *model);
+
+/* Join probe results (results[i] answers endpoints[i], as from bt_models_endpoints) with
+ * what the configuration wants: each result gains "agents" and "configured_models"
+ * ({model: present}). Returns the number of problems: endpoints not ready plus
+ * configured models missing. */
+int bt_models_annotate(json_t *results, json_t *endpoints);
+
 /* Pull model into the Ollama at url. progress runs for each NDJSON status line
  * (completed/total are -1 when absent); done runs once with 0 or a negative BT_E* and
  * a message ("pull model manifest: file does not exist"). Returns < 0 (and calls

@@ -82,37 +82,7 @@ typedef struct models_slot {
 
 static void models_finish(models_req *m)
 {
-    size_t i;
-    json_t *st, *ep;
-    int ready = 1;
-    json_array_foreach(m->results, i, st)
-    {
-        ep = json_array_get(m->endpoints, i);
-        json_object_set(st, "agents", json_object_get(ep, "agents"));
-        if (!json_is_true(json_object_get(st, "ready")))
-            ready = 0;
-        json_t *conf = json_object(), *mod;
-        size_t k;
-        json_array_foreach(json_object_get(ep, "models"), k, mod)
-        {
-            const char *want = json_string_value(mod);
-            int have = 0;
-            size_t j;
-            json_t *x;
-            json_array_foreach(json_object_get(st, "models"), j, x)
-            {
-                const char *n = json_string_value(json_object_get(x, "name"));
-                if (n && (strcmp(n, want) == 0 ||
-                          (!strchr(want, ':') && strncmp(n, want, strlen(want)) == 0 &&
-                           strcmp(n + strlen(want), ":latest") == 0)))
-                    have = 1;
-            }
-            if (!have)
-                ready = 0;
-            json_object_set_new(conf, want, json_boolean(have));
-        }
-        json_object_set_new(st, "configured_models", conf);
-    }
+    int ready = bt_models_annotate(m->results, m->endpoints) == 0;
     if (!bt_http_req_done(m->req))
         bt_http_respond_json(
             m->req, 200,

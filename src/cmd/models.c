@@ -48,24 +48,6 @@ static void on_status(json_t *status, void *ud)
     free(s);
 }
 
-static int has_model(json_t *status, const char *name)
-{
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(status, "models"), i, m)
-    {
-        const char *n = json_string_value(json_object_get(m, "name"));
-        if (!n)
-            continue;
-        /* Ollama names carry a tag: "llama3.2" means "llama3.2:latest" */
-        size_t len = strlen(name);
-        if (strcmp(n, name) == 0 ||
-            (!strchr(name, ':') && strncmp(n, name, len) == 0 && strcmp(n + len, ":latest") == 0))
-            return 1;
-    }
-    return 0;
-}
-
 static int is_loaded(json_t *status, const char *name)
 {
     size_t i;
@@ -116,25 +98,7 @@ static int probe_all(bt_cmd_agents_ctx *ctx, json_t *endpoints, json_t **out)
     }
     while (g.pending && uv_run(bt_cmd_agents_loop(ctx), UV_RUN_ONCE))
         ;
-    int problems = 0;
-    json_array_foreach(endpoints, i, ep)
-    {
-        json_t *st = json_array_get(g.results, i);
-        json_object_set(st, "agents", json_object_get(ep, "agents"));
-        if (!json_is_true(json_object_get(st, "ready")))
-            problems++;
-        json_t *conf = json_object();
-        size_t k;
-        json_t *m;
-        json_array_foreach(json_object_get(ep, "models"), k, m)
-        {
-            int have = has_model(st, json_string_value(m));
-            json_object_set_new(conf, json_string_value(m), json_boolean(have));
-            if (!have)
-                problems++;
-        }
-        json_object_set_new(st, "configured_models", conf);
-    }
+    int problems = bt_models_annotate(g.results, endpoints);
     *out = g.results;
     return problems;
 }
