@@ -180,26 +180,13 @@ static void an_reset(bt_llm_turn *t, void *ud)
 static int an_data(bt_llm_turn *t, const char *buf, size_t len, void *ud)
 {
     an_run *o = ud;
-    int rc = bt_llm_sse_feed(&o->sse, buf, len);
-    if (rc == BT_ETOOBIG)
-        bt_llm_turn_fail(t, BT_AGENT_PERMANENT, "an event from %s is longer than %zu bytes",
-                         bt_llm_turn_url(t), (size_t)BT_LLM_MAX_LINE);
-    return rc != 0;
+    return bt_llm_feed_result(t, bt_llm_sse_feed(&o->sse, buf, len), "an event");
 }
 
 static void an_end(bt_llm_turn *t, void *ud)
 {
     an_run *o = ud;
-    if (!o->saw_event) {
-        bt_strbuf s = BT_STRBUF_INIT;
-        const char *head = bt_llm_turn_head(t);
-        bt_llm_snippet(&s, head, strlen(head), 120);
-        bt_llm_turn_fail(t, BT_AGENT_PERMANENT,
-                         "the answer from %s is not an event stream (is base_url the API's "
-                         "address?): %s",
-                         bt_llm_turn_url(t), s.len ? s.buf : "(empty body)");
-        bt_strbuf_release(&s);
-    }
+    bt_llm_require_events(t, o->saw_event, "is base_url the API's address?");
 }
 
 static void an_free(void *ud)
@@ -311,8 +298,9 @@ static const bt_agent_ops anthropic_ops = {
 
 int bt_anthropic_agent_init(bt_agent *a, bt_error *err)
 {
-    if (!a->cfg.model || !*a->cfg.model)
-        return bt_errorf(err, BT_EINVAL, "agent '%s' (type anthropic) needs a model", a->cfg.name);
+    int rc = bt_llm_require_model(a, "anthropic", err);
+    if (rc < 0)
+        return rc;
     a->ops = &anthropic_ops;
     return 0;
 }

@@ -742,3 +742,30 @@ void bt_llm_probe(bt_agent *a, const char *url, const char *const *headers, cons
         bt_agent_check_later(a, 0, msg, cb, ud);
     }
 }
+
+int bt_llm_feed_result(bt_llm_turn *t, int rc, const char *what)
+{
+    if (rc == BT_ETOOBIG)
+        bt_llm_turn_fail(t, BT_AGENT_PERMANENT, "%s from %s is longer than %zu bytes", what,
+                         bt_llm_turn_url(t), (size_t)BT_LLM_MAX_LINE);
+    return rc != 0;
+}
+
+void bt_llm_require_events(bt_llm_turn *t, int saw_event, const char *hint)
+{
+    if (saw_event)
+        return;
+    bt_strbuf s = BT_STRBUF_INIT;
+    const char *head = bt_llm_turn_head(t);
+    bt_llm_snippet(&s, head, strlen(head), 120);
+    bt_llm_turn_fail(t, BT_AGENT_PERMANENT, "the answer from %s is not an event stream (%s): %s",
+                     bt_llm_turn_url(t), hint, s.len ? s.buf : "(empty body)");
+    bt_strbuf_release(&s);
+}
+
+int bt_llm_require_model(const bt_agent *a, const char *type, bt_error *err)
+{
+    if (!a->cfg.model || !*a->cfg.model)
+        return bt_errorf(err, BT_EINVAL, "agent '%s' (type %s) needs a model", a->cfg.name, type);
+    return 0;
+}

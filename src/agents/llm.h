@@ -157,6 +157,16 @@ void bt_llm_probe(bt_agent *a, const char *url, const char *const *headers, cons
 
 /* ---- helpers ---- */
 
+/* Feed an attempt's body chunk to a parser's result rc (from bt_llm_sse_feed or
+ * bt_llm_lines_feed): BT_ETOOBIG fails the attempt permanently naming the URL and the
+ * limit. Returns what a bt_llm_stream_ops.data callback returns (non-zero = stop). */
+int bt_llm_feed_result(bt_llm_turn *t, int rc, const char *what);
+/* At the end of an SSE attempt: when no event arrived, fail it permanently with "the
+ * answer from URL is not an event stream (hint): <first bytes>". */
+void bt_llm_require_events(bt_llm_turn *t, int saw_event, const char *hint);
+/* The init-time check every HTTP adapter makes: a model is configured. */
+int bt_llm_require_model(const bt_agent *a, const char *type, bt_error *err);
+
 /* base (trailing '/' dropped) + path into out (reset first). */
 void bt_llm_url(bt_strbuf *out, const char *base, const char *path);
 /* 1 when base ends with suffix, ignoring trailing '/'. */

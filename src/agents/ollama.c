@@ -109,11 +109,7 @@ static void ol_reset(bt_llm_turn *t, void *ud)
 static int ol_data(bt_llm_turn *t, const char *buf, size_t len, void *ud)
 {
     ol_run *o = ud;
-    int rc = bt_llm_lines_feed(&o->lines, buf, len);
-    if (rc == BT_ETOOBIG)
-        bt_llm_turn_fail(t, BT_AGENT_PERMANENT, "a line from %s is longer than %zu bytes",
-                         bt_llm_turn_url(t), (size_t)BT_LLM_MAX_LINE);
-    return rc != 0;
+    return bt_llm_feed_result(t, bt_llm_lines_feed(&o->lines, buf, len), "a line");
 }
 
 static void ol_end(bt_llm_turn *t, void *ud)
@@ -241,8 +237,9 @@ static const bt_agent_ops ollama_ops = {
 
 int bt_ollama_agent_init(bt_agent *a, bt_error *err)
 {
-    if (!a->cfg.model || !*a->cfg.model)
-        return bt_errorf(err, BT_EINVAL, "agent '%s' (type ollama) needs a model", a->cfg.name);
+    int rc = bt_llm_require_model(a, "ollama", err);
+    if (rc < 0)
+        return rc;
     a->ops = &ollama_ops;
     return 0;
 }
