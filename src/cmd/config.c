@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern char **environ;
-
 static const char synopsis[] = "baton config show [--config FILE] [--json]";
 static const char *const subcommands[] = {"show"};
 
@@ -132,25 +130,12 @@ static void emit(bt_strbuf *out, const json_t *v, int indent, int first_inline)
     }
 }
 
-static void print_problems(const bt_config_problems *probs, const bt_error *err)
-{
-    bt_config_problems_print(probs, stderr);
-    if (probs->len == 0)
-        fprintf(stderr, "baton config: %s\n", err->msg);
-    fprintf(stderr, "baton config: the configuration is not valid; see 'baton validate'.\n");
-}
-
 static int config_show(const char *config, int json)
 {
-    const char *path = bt_config_find_path(config, environ);
     bt_config *cfg = NULL;
-    bt_config_problems probs = {0};
-    bt_error err = BT_ERROR_INIT;
-    if (bt_config_load(path, environ, &cfg, &probs, &err) < 0) {
-        print_problems(&probs, &err);
-        bt_config_problems_free(&probs);
+    if (bt_cmd_load_config("config", config, &cfg) != 0)
         return BT_EXIT_FAIL;
-    }
+    const char *path = cfg->path;
     json_t *tree = bt_config_to_json(cfg, 1);
     if (json) {
         char *s = json_dumps(tree, JSON_INDENT(2));
