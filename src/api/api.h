@@ -24,6 +24,7 @@ typedef struct bt_metrics bt_metrics;
 typedef struct bt_http_server bt_http_server;
 typedef struct bt_http_client bt_http_client;
 typedef struct bt_agents bt_agents;
+typedef struct bt_workflows bt_workflows;
 
 #define BT_API_MAX_CLEANUPS 16
 
@@ -35,9 +36,10 @@ struct bt_api {
     bt_store *store;
     bt_metrics *metrics;
     bt_http_server *http;
-    int64_t started_ms;   /* wall clock at start-up */
-    int stopping;         /* set by the app when shutdown begins */
-    int github_connected; /* seed 002 /health: set by the GitHub tracker when it is up */
+    int64_t started_ms;            /* wall clock at start-up */
+    int stopping;                  /* set by the app when shutdown begins */
+    int github_connected;          /* seed 002 /health: set by the GitHub tracker when it is up */
+    const bt_workflows *workflows; /* built-in + configured workflows and personas */
     /* The configured agents and the HTTP client, built by the app on first call (so an
      * idle daemon never loads libcurl); NULL functions or results mean "none". */
     bt_agents *(*agents)(struct bt_api *api);

@@ -422,8 +422,8 @@ static char *pointer_to_key(const char *ptr)
     return bt_strbuf_detach(&sb, NULL);
 }
 
-static void add_problem(bt_config_problems *probs, const char *file, int line, int col,
-                        const char *key, const char *msg, const char *hint)
+void bt_config_problem_add(bt_config_problems *probs, const char *file, int line, int col,
+                           const char *key, const char *msg, const char *hint)
 {
     if (!probs)
         return;
@@ -450,18 +450,18 @@ static void problem_at(ctx *c, const char *ptr, int at_key, const char *hint, co
     if (c->from_default) {
         char full[1200];
         snprintf(full, sizeof full, "built-in default for %s: %s", key, msg);
-        add_problem(c->probs, "defaults", 0, 0, key, full, hint);
+        bt_config_problem_add(c->probs, "defaults", 0, 0, key, full, hint);
     } else if (env) {
         char full[1200];
         snprintf(full, sizeof full, "$%s (used for %s): %s", env, key, msg);
-        add_problem(c->probs, "environment", 0, 0, key, full, hint);
+        bt_config_problem_add(c->probs, "environment", 0, 0, key, full, hint);
     } else if (c->doc) {
         bt_yaml_pos kp, vp;
         bt_yaml_doc_pos(c->doc, ptr, &kp, &vp);
         bt_yaml_pos p = at_key ? kp : vp;
-        add_problem(c->probs, c->file, p.line, p.column, key, msg, hint);
+        bt_config_problem_add(c->probs, c->file, p.line, p.column, key, msg, hint);
     } else {
-        add_problem(c->probs, "environment", 0, 0, key, msg, hint);
+        bt_config_problem_add(c->probs, "environment", 0, 0, key, msg, hint);
     }
     free(key);
 }
@@ -1713,10 +1713,10 @@ static int yaml_problem(const char *name, const bt_error *e, bt_config_problems 
     if (strncmp(e->msg, name, n) == 0 && e->msg[n] == ':' &&
         sscanf(e->msg + n, ":%d:%d: %n", &line, &col, &off) >= 2 && off > 0)
         msg = e->msg + n + off;
-    add_problem(probs, name, line, col, NULL, msg,
-                e->code == BT_ENOENT ? "check the path, or omit --config to use built-in "
-                                       "defaults"
-                                     : "fix the YAML syntax at that position");
+    bt_config_problem_add(probs, name, line, col, NULL, msg,
+                          e->code == BT_ENOENT ? "check the path, or omit --config to use built-in "
+                                                 "defaults"
+                                               : "fix the YAML syntax at that position");
     return e->code;
 }
 

@@ -344,6 +344,10 @@ typedef struct bt_config_problems {
 } bt_config_problems;
 
 void bt_config_problems_free(bt_config_problems *p);
+/* Append one problem (every string copied; key and hint may be NULL). probs NULL is a
+ * no-op. Used by other validators (workflows) that report in the same format. */
+void bt_config_problem_add(bt_config_problems *probs, const char *file, int line, int col,
+                           const char *key, const char *msg, const char *hint);
 /* Print each problem as "FILE:LINE:COL: error: MESSAGE (fix: HINT)", one per line (the
  * format editors and CI annotators understand). out is borrowed. */
 void bt_config_problems_print(const bt_config_problems *p, FILE *out);
