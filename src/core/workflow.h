@@ -180,6 +180,14 @@ size_t bt_workflows_persona_count(const bt_workflows *set);
 const bt_persona *bt_workflows_persona_at(const bt_workflows *set, size_t i);
 const bt_persona *bt_workflows_persona(const bt_workflows *set, const char *name);
 
+/* Check given inputs (an object, or NULL for none) against w's declared inputs: every
+ * required input present (a default counts), enum values among `values`, types matching
+ * (a string is accepted for a boolean/integer/number when it parses as one), no
+ * undeclared names. On success *out is a new object with every declared input (defaults
+ * applied, null for an absent optional one). BT_EINVAL with err naming the input and
+ * what is wrong ("workflow wf3 needs input BRANCH_NAME (string)"). */
+int bt_workflow_bind_inputs(const bt_workflow *w, const json_t *given, json_t **out, bt_error *err);
+
 /* The step whose output the stop rule counts, or NULL when the workflow has none. */
 const bt_wf_step *bt_workflow_review_step(const bt_workflow *w);
 
