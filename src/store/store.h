@@ -144,6 +144,8 @@ typedef struct bt_claim_opts {
     int max;              /* claim up to this many (batched claim); 0 = 1 */
     const char *project;  /* only this project; NULL = any */
     const char *workflow; /* only this workflow; NULL = any */
+    const char *task_id;  /* only this task (`baton run` claims the task it created, so no
+                           * daemon on the same store can take it); NULL = any */
 } bt_claim_opts;
 
 /* Outcome of a failure report. */
