@@ -41,6 +41,10 @@ static const cmd_entry commands[] = {
     {"models", bt_cmd_models,
      "local model endpoints (Ollama, llama.cpp): status, list, pull, remove",
      "baton models status|list|pull MODEL|remove MODEL [--endpoint URL] [--json]"},
+    {"approve", bt_cmd_approve, "approve a run's pending approval step",
+     "baton approve ID [--comment TEXT] [--by NAME] [--config FILE] [--json]"},
+    {"reject", bt_cmd_reject, "reject a run's pending approval step (the run fails there)",
+     "baton reject ID [--comment TEXT] [--by NAME] [--config FILE] [--json]"},
     {"help", bt_cmd_help, "show help for baton or one command", "baton help [COMMAND]"},
     {"version", bt_cmd_version, "print the version", "baton version"},
 };

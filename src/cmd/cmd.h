@@ -62,5 +62,9 @@ int bt_cmd_worker(int argc, char **argv);
 int bt_cmd_agents(int argc, char **argv);
 int bt_cmd_test_agent(int argc, char **argv);
 int bt_cmd_models(int argc, char **argv);
+int bt_cmd_run(int argc, char **argv);
+int bt_cmd_workflows(int argc, char **argv);
+int bt_cmd_approve(int argc, char **argv);
+int bt_cmd_reject(int argc, char **argv);
 
 #endif
