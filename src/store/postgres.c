@@ -1482,6 +1482,7 @@ static void pg_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
                           "max", o->max > 0 ? o->max : 1);
     set_str(a, "project", o->project);
     set_str(a, "workflow", o->workflow);
+    set_str(a, "task_id", o->task_id);
     submit(pg, op, a);
 }
 

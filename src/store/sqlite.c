@@ -1698,7 +1698,8 @@ static void sq_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
     int64_t now = bt_store__now(s);
     /* One statement claims the whole batch: the ready rows come off tasks_ready in queue
      * order and are updated in place; RETURNING hands back the claimed rows (in no
-     * particular order, hence the sort). */
+     * particular order, hence the sort). A claim of one task (task_id, `baton run`) is the
+     * same walk stopping at that task: the NULL case keeps the plan and the hot path. */
     sqlite3_stmt *st =
         sq_hot(q, HOT_CLAIM,
                "UPDATE tasks SET status = 'in_progress', attempts = attempts + 1, "
@@ -1706,7 +1707,8 @@ static void sq_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
                "started_at = ?1, finished_at = 0, updated_at = ?1 WHERE rowid IN "
                "(SELECT rowid FROM tasks INDEXED BY tasks_ready WHERE status = "
                "'pending' AND next_attempt_at <= ?1 AND (?2 IS NULL OR project = ?2) "
-               "AND (?3 IS NULL OR workflow = ?3) ORDER BY priority, created_at, "
+               "AND (?3 IS NULL OR workflow = ?3) AND (?7 IS NULL OR id = ?7) "
+               "ORDER BY priority, created_at, "
                "identifier, id LIMIT ?4) RETURNING " TASK_COLS,
                &d.err);
     if (!st) {
@@ -1719,6 +1721,7 @@ static void sq_claim(bt_store *s, const bt_claim_opts *o, bt_store_tasks_cb cb, 
     sqlite3_bind_int(st, 4, o->max > 0 ? o->max : 1);
     sqlite3_bind_text(st, 5, o->owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, now + o->lease_ms);
+    b_text(st, 7, o->task_id);
     if ((rc = collect_tasks(q, st, &tasks, &n, &d.err)))
         goto end;
     if (n > 1)

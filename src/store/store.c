@@ -142,6 +142,9 @@ int bt_store__check_claim(const bt_claim_opts *o, bt_error *err)
         return bt_errorf(err, BT_EINVAL, "a claim needs a positive lease");
     if (o->max < 0 || o->max > 1000)
         return bt_errorf(err, BT_EINVAL, "a claim takes 1 to 1000 tasks at once");
+    /* "" would match no task and look like "nothing ready": say what is wrong instead */
+    if (o->task_id && !*o->task_id)
+        return bt_errorf(err, BT_EINVAL, "a claim of one task needs its id (got an empty one)");
     return 0;
 }
 

@@ -371,6 +371,16 @@ static res do_claim(fx *f, const char *owner, int max, int64_t lease_ms)
     return r;
 }
 
+/* A claim of one task (task_id), or of any ready task when task_id is NULL. */
+static res do_claim_id(fx *f, const char *owner, const char *task_id, int max)
+{
+    res r = {0};
+    bt_claim_opts o = {.owner = owner, .lease_ms = 60000, .max = max, .task_id = task_id};
+    bt_store_claim(f->s, &o, cb_tasks, &r);
+    wait_for(f, &r);
+    return r;
+}
+
 static res do_transition(fx *f, const char *id, bt_task_status to, const char *reason)
 {
     res r = {0};
@@ -748,6 +758,117 @@ static void test_queue_order(void **state)
     res_free(&c);
     c = do_claim(f, "w", 10, 1000);
     assert_int_equal(c.n, 0);
+    res_free(&c);
+}
+
+/* `baton run` claims the task it created: a claim naming a task id takes that task and
+ * nothing else, whatever is ahead of it in the queue, and only when it is ready. */
+static void test_claim_task_id(void **state)
+{
+    fx *f = *state;
+    char head[BT_ID_LEN + 1], mid[BT_ID_LEN + 1], tail[BT_ID_LEN + 1];
+    mk(f, "head", NULL, 0, head);
+    f->now += 10;
+    mk(f, "mid", NULL, 5, mid);
+    f->now += 10;
+    mk(f, "tail", NULL, BT_PRIORITY_NONE, tail); /* last in queue order */
+
+    /* exactly that task, even with room for more and two tasks ahead of it */
+    res c = do_claim_id(f, "run:1", tail, 10);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.tasks[0]->id, tail);
+    assert_int_equal(c.tasks[0]->status, BT_TASK_IN_PROGRESS);
+    assert_string_equal(c.tasks[0]->lease_owner, "run:1");
+    assert_int_equal(c.tasks[0]->attempts, 1);
+    int64_t fence = c.tasks[0]->fencing;
+    res_free(&c);
+    assert_int_equal(status_of(f, head), BT_TASK_PENDING);
+    assert_int_equal(status_of(f, mid), BT_TASK_PENDING);
+    /* its task.status event was written like any claim's */
+    bt_event_filter ef = {.task_id = tail, .type_prefix = "task.status"};
+    res ev = do_events(f, &ef);
+    assert_int_equal(ev.n, 1);
+    assert_string_equal(json_string_value(json_object_get(ev.events[0]->data, "to")),
+                        "in_progress");
+    res_free(&ev);
+
+    /* in_progress: not claimed again, not by its holder nor by anyone else */
+    c = do_claim_id(f, "run:1", tail, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    c = do_claim_id(f, "daemon", tail, 1);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    /* completed: not claimed */
+    res done = do_complete(f, tail, "run:1", fence);
+    assert_int_equal(done.rc, 0);
+    res_free(&done);
+    c = do_claim_id(f, "run:1", tail, 1);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    assert_int_equal(status_of(f, tail), BT_TASK_COMPLETED);
+
+    /* draft: not claimed (it awaits approval), and then claimable once approved */
+    bt_task_input in = input("draft", NULL, BT_PRIORITY_NONE);
+    in.draft = true;
+    res d = do_create(f, &in);
+    char draft[BT_ID_LEN + 1];
+    snprintf(draft, sizeof draft, "%s", d.task->id);
+    res_free(&d);
+    c = do_claim_id(f, "run:2", draft, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    assert_int_equal(status_of(f, draft), BT_TASK_DRAFT);
+    res r = do_transition(f, draft, BT_TASK_PENDING, NULL);
+    assert_int_equal(r.rc, 0);
+    res_free(&r);
+    c = do_claim_id(f, "run:2", draft, 1);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.tasks[0]->id, draft);
+
+    /* not yet ready (retry backoff): not claimed before next_attempt_at, claimed at it */
+    res fl = do_fail(f, draft, "run:2", c.tasks[0]->fencing, "flaky", true);
+    assert_int_equal(fl.outcome, BT_FAIL_RETRY);
+    int64_t ready_at = fl.task->next_attempt_at;
+    assert_true(ready_at > f->now);
+    res_free(&c), res_free(&fl);
+    f->now = ready_at - 1;
+    c = do_claim_id(f, "run:2", draft, 1);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    assert_int_equal(status_of(f, draft), BT_TASK_PENDING);
+    f->now = ready_at;
+    c = do_claim_id(f, "run:2", draft, 1);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.tasks[0]->id, draft);
+    assert_int_equal(c.tasks[0]->attempts, 2);
+    res_free(&c);
+
+    /* the other filters still apply; an unknown id claims nothing; "" is a caller error */
+    bt_claim_opts o = {.owner = "run:3", .lease_ms = 1000, .task_id = head, .project = "other"};
+    bt_store_claim(f->s, &o, cb_tasks, &c);
+    wait_for(f, &c);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    c = do_claim_id(f, "run:3", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.n, 0);
+    res_free(&c);
+    c = do_claim_id(f, "run:3", "", 1);
+    assert_int_equal(c.rc, BT_EINVAL);
+    assert_non_null(strstr(c.err.msg, "id"));
+    res_free(&c);
+    assert_int_equal(status_of(f, head), BT_TASK_PENDING);
+
+    /* task_id NULL: the queue as before, head first */
+    c = do_claim_id(f, "daemon", NULL, 10);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.tasks[0]->id, head);
+    assert_string_equal(c.tasks[1]->id, mid);
     res_free(&c);
 }
 
@@ -1631,6 +1752,7 @@ static void test_sqlite_creates_directory(void **state)
     X(test_transitions)                                                                            \
     X(test_queue_order)                                                                            \
     X(test_claim_lease_fencing)                                                                    \
+    X(test_claim_task_id)                                                                          \
     X(test_heartbeat_release)                                                                      \
     X(test_requeue_expired)                                                                        \
     X(test_retry_schedule)                                                                         \
