@@ -19,10 +19,10 @@
  * persona (a persona is an agent plus a role prompt, personas/NAME.md).
  *
  * Where workflows come from, later ones replacing earlier ones with the same id:
- *   1. the built-in set (workflows/*.yaml embedded in the binary: default, quick,
+ *   1. the built-in set (workflows/NAME.yaml embedded in the binary: default, quick,
  *      thorough, review-only, document, offline-default, hybrid, and seed 001's wf0-wf17);
- *   2. every *.yaml / *.yml file in the configuration's workflows_dir (when it exists).
- * Personas likewise: built-in personas/*.md, then personas_dir.
+ *   2. every NAME.yaml / NAME.yml file in the configuration's workflows_dir (when it exists).
+ * Personas likewise: built-in personas/NAME.md, then personas_dir.
  *
  * Validation reports every problem at once with file:line:column (bt_config_problems):
  * bad structure or types, duplicate ids, an unknown action, agent or persona, a fallback
