@@ -49,8 +49,8 @@ int bt_executor_start(bt_executor *x, bt_error *err);
 
 /* One-task mode: claim task_id (which must be pending) and run it with run_opts'
  * workflow/inputs/max_iterations/offline/workspace (its callbacks are ignored: the
- * executor's on_progress/on_task_done are used). Fails at once (BT_ESTATE) when the
- * task cannot be claimed; otherwise on_task_done follows. */
+ * executor's on_progress/on_task_done are used). on_task_done always follows, also
+ * when the task cannot be claimed (status "failed", the error says why). */
 int bt_executor_run_task(bt_executor *x, const char *task_id, const bt_engine_run_opts *run_opts,
                          bt_error *err);
 
