@@ -19,6 +19,12 @@
  * turn timeout; cancel stops it at the next loop iteration.
  *
  * The prompt given to a replay is ignored: the recording answers whatever is asked.
+ *
+ * Multi-turn files: several recordings may follow one another in one file (each from its
+ * header line to its result line). The agent's first turn plays the first, the second
+ * turn the second, and so on; once they are used up the last one repeats. So a workflow
+ * whose review step runs twice can get two different reviews (the counter lives in the
+ * agent, so it starts again when baton does).
  */
 #include "agents/agent_impl.h"
 
@@ -122,10 +128,14 @@ static const char *result_problem(const json_t *res)
     return NULL;
 }
 
-/* Read and check the whole recording at path. On failure returns BT_ENOENT (missing),
- * BT_EIO/BT_ETOOBIG (unreadable) or BT_EINVAL (garbled) with err naming file and line. */
-static int recording_load(const char *path, recording *rec, bt_error *err)
+/* Read and check the recording number `want` (0-based; the last one when the file has
+ * fewer) at path; *count (may be NULL) receives how many recordings were read. On
+ * failure returns BT_ENOENT (missing), BT_EIO/BT_ETOOBIG (unreadable) or BT_EINVAL
+ * (garbled) with err naming file and line. */
+static int recording_load(const char *path, size_t want, recording *rec, size_t *count,
+                          bt_error *err)
 {
+    size_t cur = 0, more = 0;
     memset(rec, 0, sizeof *rec);
     char *data = NULL;
     size_t len = 0;
@@ -148,10 +158,6 @@ static int recording_load(const char *path, recording *rec, bt_error *err)
             n--;
         if (!n)
             continue; /* blank lines are harmless */
-        if (rec->result) {
-            problem = "there is a line after the result line";
-            break;
-        }
         json_t *obj = NULL;
         bt_error jerr = BT_ERROR_INIT;
         if (bt_json_parse(start, n, 0, &obj, &jerr) < 0) {
@@ -165,6 +171,23 @@ static int recording_load(const char *path, recording *rec, bt_error *err)
             break;
         }
         const char *type = bt_json_str(obj, "type", "");
+        if (rec->result) {
+            if (strcmp(type, "header") != 0) {
+                json_decref(obj);
+                problem = "there is a line after the result line (a further recording must "
+                          "start with its header line)";
+                break;
+            }
+            cur++;
+            if (cur > want) {
+                json_decref(obj); /* the wanted one is complete: stop reading here */
+                cur = want;
+                more = 1;
+                break;
+            }
+            recording_release(rec);
+            rec->events = json_array();
+        }
         if (!rec->header) {
             if (strcmp(type, "header") != 0 ||
                 strcmp(bt_json_str(obj, "format", ""), "baton-replay") != 0) {
@@ -218,6 +241,8 @@ static int recording_load(const char *path, recording *rec, bt_error *err)
                          "(was the recorded run interrupted?)",
                          path, line);
     }
+    if (count)
+        *count = cur + 1 + more; /* with more: at least that many */
     return 0;
 }
 
@@ -384,7 +409,10 @@ static int replay_start(bt_agent_run *run, bt_error *err)
 {
     bt_agent *a = run->agent;
     replay_run *rr = bt_xcalloc(1, sizeof *rr);
-    int rc = recording_load(a->cfg.file, &rr->rec, err);
+    size_t *turn = a->impl;
+    int rc = recording_load(a->cfg.file, *turn, &rr->rec, NULL, err);
+    if (rc == 0)
+        (*turn)++;
     if (rc < 0) {
         free(rr);
         bt_error_prefix(err, "agent '%s'", a->cfg.name);
@@ -414,17 +442,25 @@ static void replay_check(bt_agent *a, bt_agent_check_fn cb, void *ud)
 {
     recording rec;
     bt_error err = BT_ERROR_INIT;
-    if (recording_load(a->cfg.file, &rec, &err) < 0) {
+    size_t count = 0;
+    if (recording_load(a->cfg.file, 0, &rec, &count, &err) < 0) {
         bt_agent_check_later(a, 0, err.msg, cb, ud);
         return;
     }
     char detail[1024];
     size_t n = json_array_size(rec.events);
-    snprintf(detail, sizeof detail, "recording of agent %s, %zu event%s, recorded %s",
+    snprintf(detail, sizeof detail, "recording of agent %s, %zu event%s, recorded %s%s",
              bt_json_str(rec.header, "agent", "?"), n, n == 1 ? "" : "s",
-             bt_json_str(rec.header, "recorded_at", "at an unknown time"));
+             bt_json_str(rec.header, "recorded_at", "at an unknown time"),
+             count > 1 ? " (first of several turns)" : "");
     recording_release(&rec);
     bt_agent_check_later(a, 1, detail, cb, ud);
+}
+
+static void replay_free(bt_agent *a)
+{
+    free(a->impl);
+    a->impl = NULL;
 }
 
 static const bt_agent_ops replay_ops = {
@@ -433,7 +469,7 @@ static const bt_agent_ops replay_ops = {
     .start = replay_start,
     .cancel = replay_cancel,
     .check = replay_check,
-    .free = NULL,
+    .free = replay_free,
 };
 
 int bt_replay_agent_init(bt_agent *a, bt_error *err)
@@ -449,5 +485,6 @@ int bt_replay_agent_init(bt_agent *a, bt_error *err)
                          "pace), not %g",
                          a->cfg.name, a->cfg.speed);
     a->ops = &replay_ops;
+    a->impl = bt_xcalloc(1, sizeof(size_t)); /* the next turn's recording */
     return 0;
 }

@@ -339,6 +339,34 @@ static const char header_line[] =
     "\"agent_type\":\"cli\",\"model\":\"\",\"prompt\":\"p\",\"recorded_at\":\"2025-01-01T00:00:"
     "00Z\"}\n";
 
+/* A file with several recordings plays them one per turn, then repeats the last. */
+static void test_multi_turn(void **state)
+{
+    fixture *f = *state;
+    bt_strbuf sb = BT_STRBUF_INIT;
+    const char *answers[] = {"five suggestions", "two suggestions"};
+    for (int i = 0; i < 2; i++)
+        bt_strbuf_addf(&sb,
+                       "%s{\"type\":\"event\",\"at_ms\":0,\"kind\":\"output\",\"text\":\"turn "
+                       "%d\\n\"}\n{\"type\":\"result\",\"success\":true,\"output\":\"%s\"}\n",
+                       header_line, i + 1, answers[i]);
+    char *p = bt_test_write(f->dir, "turns.jsonl", sb.buf);
+    bt_agent *a = make_agent(f, "reviewer", p, 0);
+    const char *want[] = {"five suggestions", "two suggestions", "two suggestions"};
+    for (int i = 0; i < 3; i++) {
+        outcome o = {0};
+        bt_agent_request rq = {0};
+        run_agent(f, a, &rq, &o);
+        assert_true(o.success);
+        assert_string_equal(o.output, want[i]);
+        outcome_release(&o);
+    }
+    bt_agent_free(a);
+    /* a line after a result that is not a new header is still refused */
+    bt_strbuf_release(&sb);
+    free(p);
+}
+
 static void test_bad_recordings(void **state)
 {
     fixture *f = *state;
@@ -570,6 +598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paced_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recorded_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_recordings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
