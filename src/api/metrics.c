@@ -13,8 +13,9 @@
  *     retries and finished tasks, so no queue code has to know about metrics;
  *   - the store's op hook (bt_store_set_op_hook): baton_store_op_duration_seconds;
  *   - /proc/self for process_* (the standard names of Prometheus client libraries).
- * workflow_execution_duration and agent_task_count (seed 001) are registered here and
- * filled by the engine when it lands.
+ * workflow_execution_duration and agent_task_count (seed 001) come from the same event
+ * stream: run.updated events of runs that reached their end, step.finished events of
+ * steps an agent ran.
  *
  * State (the family handles) is owned by this file, freed by bt_api_cleanup.
  */
@@ -52,6 +53,29 @@ typedef struct meta_metrics {
 static void on_event(void *ud, const bt_event *ev)
 {
     meta_metrics *m = ud;
+    if (strcmp(ev->type, "run.updated") == 0) {
+        /* a run reaching its end: how long the workflow took (seed 001) */
+        json_t *run = json_object_get(ev->data, "run");
+        const char *st = json_string_value(json_object_get(run, "status"));
+        const char *fin = json_string_value(json_object_get(run, "finished_at"));
+        const char *cre = json_string_value(json_object_get(run, "created_at"));
+        int64_t a = 0, b = 0;
+        if (st && fin && cre && bt_time_parse_iso(cre, &a, NULL) == 0 &&
+            bt_time_parse_iso(fin, &b, NULL) == 0 && b >= a &&
+            (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+             strcmp(st, "cancelled") == 0))
+            bt_metric_observe(m->wf_duration, (double)(b - a) / 1000.0,
+                              json_string_value(json_object_get(run, "workflow")), st);
+        return;
+    }
+    if (strcmp(ev->type, "step.finished") == 0) {
+        json_t *step = json_object_get(ev->data, "step");
+        const char *agent = json_string_value(json_object_get(step, "agent"));
+        const char *st = json_string_value(json_object_get(step, "status"));
+        if (agent && *agent && st && strcmp(st, "skipped") != 0)
+            bt_metric_inc(m->agent_tasks, 1, agent, st);
+        return;
+    }
     if (strcmp(ev->type, "task.status") != 0)
         return;
     const char *from = json_string_value(json_object_get(ev->data, "from"));
