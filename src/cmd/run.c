@@ -85,7 +85,7 @@ typedef struct runner {
     char agent[96];
     int step_index; /* 1-based; 0 unknown */
     int step_total;
-    int iteration;
+    int iteration; /* of the step shown */
     int64_t step_started_ms;
     int64_t tokens;
     bt_strvec announced; /* approval ids already announced */
@@ -172,7 +172,9 @@ static const char *step_runner(const bt_wf_step *st)
 static void describe(const runner *r, int64_t ms, bt_strbuf *sb)
 {
     char n[32], t[32];
-    if (r->step_index > 0)
+    if (r->step_index > 0 && r->iteration > 1)
+        bt_strbuf_addf(sb, "[%d/%d, iteration %d] ", r->step_index, r->step_total, r->iteration);
+    else if (r->step_index > 0)
         bt_strbuf_addf(sb, "[%d/%d] ", r->step_index, r->step_total);
     bt_strbuf_addstr(sb, r->step);
     if (r->agent[0])
@@ -232,6 +234,7 @@ static void take_step(runner *r, const json_t *d)
         agent = st ? step_runner(st) : jstr(d, "action", NULL, NULL);
     snprintf(r->step, sizeof r->step, "%s", key ? key : "step");
     snprintf(r->agent, sizeof r->agent, "%s", agent ? agent : "");
+    r->iteration = (int)jint(d, "iteration", r->iteration);
     int64_t index = jint(d, "index", -1), total = jint(d, "total", 0);
     if (index >= 0 && total > 0) {
         r->step_index = (int)index + 1;

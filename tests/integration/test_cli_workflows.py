@@ -75,6 +75,15 @@ steps:
     inputs:
       command: sleep 30
 """,
+    "agentic.yaml": """
+id: agentic
+name: Agentic
+steps:
+  - id: implement
+    agent: demo
+    role: implement
+    prompt: "{{ task.title }}"
+""",
     "greet.yaml": """
 id: greet
 name: Greet
@@ -111,6 +120,11 @@ store:
 workflows_dir: {wfdir}
 workspace:
   root: {os.path.join(tmp, 'ws')}
+agents:
+  demo:
+    type: replay
+    file: {os.path.join(harness.SRC, 'examples', 'replays', 'demo.jsonl')}
+    speed: 0
 """)
     return path
 
@@ -174,6 +188,7 @@ def workflows_checks(tmp, cfg, broken_cfg):
           f"STEPS names each step's action: {rows.get('two-step')!r}")
     check(rows.get("two-step", "").rstrip().endswith("ok"), "a runnable workflow reads ok")
     check("gated" in rows and "approval" in rows["gated"], "an approval step is shown as such")
+    check("agentic" in rows and " demo " in rows["agentic"], "an agent step is shown by its agent")
     d = rows.get("default", "")
     check("→" in d and not d.rstrip().endswith(" ok") and "needs" in d,
           f"a built-in without its agents shows agents and why it cannot run: {d!r}")
@@ -235,6 +250,18 @@ def run_checks(tmp, cfg):
           and re.search(r"^ \[FAIL\] .*boom", r.stdout, re.M),
           f"[OK] then [FAIL] lines: {r.stdout!r}")
     check("Status: failed" in r.stdout, "the summary says failed")
+
+    # an agent step (a replayed session): the agent's output only with --verbose
+    r = harness.run(["run", "Add /healthz", "--workflow", "agentic", "--config", cfg], cwd=tmp)
+    check(r.returncode == 0 and re.search(r"^ \[OK\] demo \(implement\)$", r.stdout, re.M),
+          f"an agent step's line names agent and role: {r.stdout[:200]!r}")
+    check("Added GET /healthz" in r.stdout, "the agent's answer is the final output")
+    check("I'll look at how" not in r.stderr and re.search(r"implement · demo .*tok", r.stderr),
+          f"without --verbose, progress shows agent and tokens but not its output: {r.stderr!r}")
+    r = harness.run(["run", "Add /healthz", "--workflow", "agentic", "--verbose", "--config", cfg],
+                    cwd=tmp)
+    check(r.returncode == 0 and "I'll look at how" in r.stderr,
+          "--verbose streams the agent's output to stderr")
 
     r = harness.run(["run", "--config", cfg], cwd=tmp)
     check(r.returncode == 2, "baton run without a TASK is a usage error")
