@@ -496,8 +496,8 @@ static void flush_output(rrun *r)
     if (r->outbuf.len == 0)
         return;
     emit(r, "agent.output",
-         json_pack("{ss ss ss si s#}", "step", r->key ? r->key : "", "step_id", r->step_id, "agent",
-                   r->agent_name ? r->agent_name : "", "iteration", r->iteration, "text",
+         json_pack("{ss ss ss si ss#}", "step", r->key ? r->key : "", "step_id", r->step_id,
+                   "agent", r->agent_name ? r->agent_name : "", "iteration", r->iteration, "text",
                    r->outbuf.buf, (int)r->outbuf.len));
     bt_strbuf_reset(&r->outbuf);
 }
@@ -870,7 +870,7 @@ static void on_agent_event(const bt_agent_event *ev, void *ud)
     if (ev->kind == BT_AGENT_EV_OUTPUT) {
         bt_strbuf_add(&r->outbuf, ev->text, ev->len);
         if (r->on_progress) {
-            json_t *d = json_pack("{ss ss s#}", "step", r->key, "agent", r->agent_name, "text",
+            json_t *d = json_pack("{ss ss ss#}", "step", r->key, "agent", r->agent_name, "text",
                                   ev->text, (int)ev->len);
             progress(r, "agent.output", d);
         }
@@ -1043,7 +1043,7 @@ static void on_proc_output(const char *data, size_t len, int is_stderr, void *ud
     rrun *r = ud;
     bt_strbuf_add(&r->outbuf, data, len);
     if (r->on_progress) {
-        json_t *d = json_pack("{ss ss s#}", "step", r->key, "agent", "", "text", data, (int)len);
+        json_t *d = json_pack("{ss ss ss#}", "step", r->key, "agent", "", "text", data, (int)len);
         progress(r, "agent.output", d);
     }
     if (r->outbuf.len >= OUTPUT_FLUSH_BYTES)
@@ -1486,7 +1486,7 @@ static void create_approval(rrun *r)
     const char *prev = bt_json_str(f->previous, "output", "");
     size_t plen = strlen(prev);
     json_t *ctx =
-        json_pack("{ss ss si ss s#}", "workflow", f->wf->id, "step", r->key, "iteration",
+        json_pack("{ss ss si ss ss#}", "workflow", f->wf->id, "step", r->key, "iteration",
                   r->iteration, "previous_step", bt_json_str(f->previous, "step", ""),
                   "previous_output", prev, (int)(plen > CONTEXT_CAP ? CONTEXT_CAP : plen));
     bt_approval_input in = {
