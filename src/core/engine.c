@@ -1764,6 +1764,13 @@ static void on_step_started(void *ud, int rc, const bt_error *err, const bt_step
     json_object_set_new(p, "index", json_integer((json_int_t)top(r)->index));
     json_object_set_new(p, "depth", json_integer(r->depth));
     progress(r, "step.started", p);
+    if (r->cancelled || r->interrupted) {
+        /* stopped from the progress callback: there is no action yet for stop_action to
+         * stop, so do not start one (step_done leaves the row running when interrupted) */
+        step_out o = {.status = BT_STEP_CANCELLED, .exit_code = -1};
+        step_done(r, &o);
+        return;
+    }
     dispatch(r);
 }
 
