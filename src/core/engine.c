@@ -1673,7 +1673,8 @@ static void end_subworkflow(rrun *r)
     frame *f = top(r);
     json_t *outs = render_outputs(r, f);
     step_out o = {0};
-    o.status = f->all_passed ? BT_STEP_SUCCEEDED : BT_STEP_FAILED;
+    /* only continue_on_error failures get here: they do not fail the call either */
+    o.status = BT_STEP_SUCCEEDED;
     const char *out = f->last_output ? f->last_output : "";
     if (json_object_size(outs) > 0) {
         json_t *first = json_object_iter_value(json_object_iter(outs));
@@ -1681,10 +1682,6 @@ static void end_subworkflow(rrun *r)
             out = json_string_value(first);
     }
     o.output = bt_xstrdup(out);
-    if (!f->all_passed) {
-        o.error = bt_xstrdup("a step of the sub-workflow failed (continue_on_error)");
-        o.error_class = "permanent";
-    }
     o.outputs = outs;
     o.exit_code = -1;
     char row[BT_ID_LEN + 1];
@@ -1972,11 +1969,8 @@ static void walk(rrun *r)
     if (reason) {
         json_object_set_new(r->state, "stop_reason", json_string(reason));
         json_object_set_new(r->state, "suggestions", sugg >= 0 ? json_integer(sugg) : json_null());
-        if (!f->all_passed) {
-            run_end(r, "failed", "a step failed (continue_on_error) in the last iteration",
-                    "permanent");
-            return;
-        }
+        /* a continue_on_error failure kept the stop rule from being met, but does not
+         * fail the run (engine.h, workflow.h) */
         run_end(r, "completed", NULL, NULL);
         return;
     }
