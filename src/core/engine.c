@@ -2052,7 +2052,10 @@ static int workspace_for(rrun *r, const char *explicit_ws, bt_error *err)
         const char *root = cfg && cfg->workspace.root ? cfg->workspace.root : "./var/workspaces";
         bt_strbuf name = BT_STRBUF_INIT, path = BT_STRBUF_INIT;
         bt_path_sanitize_component(r->task->identifier ? r->task->identifier : r->task->id, &name);
-        int rc = bt_path_join_safe(root, name.buf, &path, err);
+        /* join_safe resolves the root, so it must exist (a fresh ./var/workspaces) */
+        int rc = bt_path_mkdirs(root, 0755, err);
+        if (rc == 0)
+            rc = bt_path_join_safe(root, name.buf, &path, err);
         bt_strbuf_release(&name);
         if (rc < 0) {
             bt_strbuf_release(&path);
