@@ -128,8 +128,6 @@ static void on_run_done(bt_engine *e, const bt_engine_result *r, void *ud)
     bt_executor *x = t->x;
     t->run_active = 0;
     uv_timer_stop(&t->hb);
-    if (x->o.on_task_done)
-        x->o.on_task_done(x, r, x->o.ud);
     if (!t->lease_lost && !t->reported) {
         t->reported = 1;
         const bt_task *k = t->task;
@@ -148,6 +146,10 @@ static void on_run_done(bt_engine *e, const bt_engine_result *r, void *ud)
                           retryable, on_fail_reported, t);
         }
     }
+    /* after the queue was told (executor.h): a read issued from the callback sees the
+     * task's outcome */
+    if (x->o.on_task_done)
+        x->o.on_task_done(x, r, x->o.ud);
     xt_close(t);
     xt_unref(t); /* the run's reference */
 }
