@@ -85,5 +85,7 @@ int bt_api_tasks_register(bt_api *api, bt_error *err);   /* /api/tasks..., /api/
 int bt_api_work_register(bt_api *api, bt_error *err);    /* /work/..., /workers, /queue */
 int bt_api_events_register(bt_api *api, bt_error *err);  /* /api/events, /ws/workflow-updates */
 int bt_api_agents_register(bt_api *api, bt_error *err);  /* /api/agents, /api/models/status */
+/* /api/workflows, /api/execute, /api/workflow/..., /api/runs..., /api/approvals... */
+int bt_api_workflows_register(bt_api *api, bt_error *err);
 
 #endif
