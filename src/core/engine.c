@@ -1583,19 +1583,21 @@ static void approval_resolved(rrun *r, const bt_approval *a)
     step_done(r, &o);
 }
 
+/* The two callbacks below drop their reference last: the run may have ended (stopped
+ * while waiting) and be freed by that unref. */
 static void on_decided(void *ud, int rc, const bt_error *err, const bt_approval *a)
 {
     rrun *r = ud;
     r->deciding = 0;
-    unref(r);
-    if (!r->waiting || r->ended)
-        return;
-    if (rc == BT_ESTATE || rc == 0) {
-        if (a && a->status != BT_APPROVAL_PENDING)
-            approval_resolved(r, a);
-        return;
+    if (r->waiting && !r->ended) {
+        if (rc == BT_ESTATE || rc == 0) {
+            if (a && a->status != BT_APPROVAL_PENDING)
+                approval_resolved(r, a);
+        } else {
+            logw(r, "cannot read the approval", err ? err->msg : "");
+        }
     }
-    logw(r, "cannot read the approval", err ? err->msg : "");
+    unref(r);
 }
 
 static void on_approval_read(void *ud, int rc, const bt_error *err, const bt_approval *a)
@@ -1603,19 +1605,17 @@ static void on_approval_read(void *ud, int rc, const bt_error *err, const bt_app
     (void)err;
     rrun *r = ud;
     r->deciding = 0;
+    if (r->waiting && !r->ended && rc == 0 && a) {
+        if (a->status != BT_APPROVAL_PENDING) {
+            approval_resolved(r, a);
+        } else if (a->expires_at > 0 && bt_time_wall_ms() >= a->expires_at) {
+            r->deciding = 1;
+            ref(r);
+            bt_store_approval_decide(r->e->env.store, a->id, false, "baton",
+                                     "no decision before the step's timeout", on_decided, r);
+        }
+    }
     unref(r);
-    if (!r->waiting || r->ended || rc < 0 || !a)
-        return;
-    if (a->status != BT_APPROVAL_PENDING) {
-        approval_resolved(r, a);
-        return;
-    }
-    if (a->expires_at > 0 && bt_time_wall_ms() >= a->expires_at) {
-        r->deciding = 1;
-        ref(r);
-        bt_store_approval_decide(r->e->env.store, a->id, false, "baton",
-                                 "no decision before the step's timeout", on_decided, r);
-    }
 }
 
 static void check_approval(rrun *r)
