@@ -1057,6 +1057,54 @@ static void test_approval(void **state)
     bt_task_free(t);
 }
 
+/* A decision that arrives as the engine shuts down: the engine is reading the decided
+ * approval when it is stopped. The run ends interrupted; the next engine finds the
+ * decision and completes the run. */
+typedef struct stopper {
+    bt_engine *e;
+    int stopped;
+} stopper;
+
+static void stop_on_decided(void *ud, const bt_event *ev)
+{
+    stopper *st = ud;
+    if (!st->stopped && strcmp(ev->type, "approval.decided") == 0) {
+        st->stopped = 1;
+        bt_engine_stop(st->e);
+    }
+}
+
+static void test_approval_decided_during_shutdown(void **state)
+{
+    fx *f = *state;
+    add_workflow(f, "gate.yaml", wf_gate);
+    bt_engine *e = new_engine(f);
+    char id[BT_ID_LEN + 1];
+    bt_task *t = create_task(f, "v4", NULL);
+    outcome o = {0};
+    start_run(f, e, t, "gate", 0, &o);
+    wait_gate(f, &o);
+    assert_waiting(f, t->id, "v4", id);
+    /* subscribed after the engine: it sees the event first and starts reading */
+    stopper st = {.e = e};
+    int sub = bt_store_subscribe(f->s, stop_on_decided, &st);
+    decide(f, id, true, "dave", "go");
+    wait_flag(f, &o.done, 5000, "the run to be interrupted");
+    bt_store_unsubscribe(f->s, sub);
+    assert_true(st.stopped);
+    assert_string_equal(o.status, "interrupted");
+    pump(f, 100);
+    outcome_free(&o);
+
+    bt_engine *e2 = new_engine(f);
+    run_to_end(f, e2, t, "gate", 0, &o);
+    assert_string_equal(o.status, "completed");
+    assert_string_equal(o.final_output, "shipped after approved by dave: go");
+    assert_int_equal(count_runs(f, t->id), 1);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
 /* ---------------------------------------------------------------------------------
  * 6. execute-workflow: inputs down, outputs up, child rows keyed "call/<id>".
  */
@@ -1584,6 +1632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_interrupt_running_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_decided_during_shutdown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subworkflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
