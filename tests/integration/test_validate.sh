@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_validate.sh - `baton validate` and `baton config show` through the real binary:
-# every problem reported at once with file:line:column, the example config valid with
-# an empty environment, and secrets from the environment never printed.
+# every problem (configuration and workflows) reported at once with file:line:column,
+# the example config valid with an empty environment, and secrets from the environment
+# never printed.
 set -euo pipefail
 
 : "${BATON_BINARY:?BATON_BINARY must point at the baton binary}"
@@ -82,7 +83,95 @@ python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["ok"] is True a
 # With no --config and no ./baton.yaml: defaults plus environment, valid.
 (cd "$tmp" && baton_env -- validate) >/dev/null || fail "defaults do not validate"
 
-# 3. Secrets from the environment never appear in `config show`.
+# 3. Workflows are validated too: an unknown variable, an unknown agent and a cycle
+#    between two workflows are three located errors (a cycle is reported once, at the
+#    calling step of its first workflow); nothing else is reported.
+mkdir -p "$tmp/wf" "$tmp/wfok"
+cat >"$tmp/wf.yaml" <<'EOF'
+agents:
+  claude: {type: replay, file: none.jsonl}
+workflows_dir: wf
+EOF
+cat >"$tmp/wf/a.yaml" <<'EOF'
+id: wf-a
+steps:
+  - id: fix
+    agent: claud
+    prompt: "Fix {{ task.titel }}"
+  - id: more
+    workflow: wf-b
+EOF
+cat >"$tmp/wf/b.yaml" <<'EOF'
+id: wf-b
+steps:
+  - workflow: wf-a
+EOF
+set +e
+out=$(cd "$tmp" && baton_env -- validate --config wf.yaml 2>&1)
+rc=$?
+set -e
+echo "$out"
+[[ $rc -eq 1 ]] || fail "validate with bad workflows exited $rc, want 1"
+grep -qF "wf/a.yaml:4:12: error: unknown agent 'claud' in step 'fix'; did you mean 'claude'?" <<<"$out" ||
+    fail "unknown agent not reported at wf/a.yaml:4:12"
+grep -qF "wf/a.yaml:5:21: error: unknown variable 'task.titel' in the prompt of step 'fix'; did you mean 'task.title'?" <<<"$out" ||
+    fail "unknown variable not reported at wf/a.yaml:5:21"
+grep -qF "wf/a.yaml:7:15: error: workflow cycle: wf-a → wf-b → wf-a (step 'more')" <<<"$out" ||
+    fail "cycle not reported at wf/a.yaml:7:15"
+[[ $(grep -c ': error: ' <<<"$out") -eq 3 ]] || fail "expected exactly 3 workflow problems"
+grep -qF "3 problems found." <<<"$out" || fail "no problem count"
+set +e
+json=$(cd "$tmp" && baton_env -- validate --config wf.yaml --json)
+set -e
+python3 - "$json" <<'EOF' || fail "validate --json of bad workflows is wrong"
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["ok"] is False, d
+got = sorted((p["file"], p["line"], p["column"]) for p in d["problems"])
+assert got == [("wf/a.yaml", 4, 12), ("wf/a.yaml", 5, 21), ("wf/a.yaml", 7, 15)], got
+assert all(p["hint"] for p in d["problems"]), d
+EOF
+
+#    A valid user workflow (beside the built-ins) passes; the OK line counts them.
+cat >"$tmp/wfok.yaml" <<'EOF'
+agents:
+  claude: {type: replay, file: none.jsonl}
+workflows_dir: wfok
+EOF
+cat >"$tmp/wfok/review.yaml" <<'EOF'
+metadata:
+  id: my-review
+  name: My review
+inputs:
+  - name: BASE_BRANCH
+    default: main
+steps:
+  - id: diff
+    action: git-operation
+    inputs: {operation: diff, base: "{{ inputs.BASE_BRANCH }}"}
+  - id: review
+    persona: code_reviewer
+    prompt: "Review {{ task.title }}: {{ steps.diff.output | truncate(2000) }}"
+  - id: branch
+    workflow: wf3
+    inputs: {WORK_ITEM_ID: "{{ task.identifier }}", TITLE: "{{ task.title }}"}
+EOF
+out=$(cd "$tmp" && baton_env -- validate --config wfok.yaml) || fail "a valid workflow does not validate: $out"
+echo "$out"
+grep -qF "wfok.yaml: OK (1 agent, 0 projects, store sqlite; 26 workflows (7 unavailable: agents not configured), 27 personas)" <<<"$out" ||
+    fail "OK line does not count workflows and personas: $out"
+json=$(cd "$tmp" && baton_env -- validate --config wfok.yaml --json)
+python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["ok"] is True and d["problems"] == [], d
+assert d["workflows"]["count"] == 26 and d["personas"] == 27, d
+un = {u["id"]: u["missing"] for u in d["workflows"]["unavailable"]}
+assert un["default"] == "needs agents codex, gemini", un
+assert "my-review" not in un and "wf0" not in un, un
+' "$json" || fail "validate --json does not describe the workflows"
+
+# 4. Secrets from the environment never appear in `config show`.
 secret=ghp_secretvalue123
 for fmt in "" "--json"; do
     out=$(cd "$tmp" && baton_env GITHUB_TOKEN=$secret GITHUB_REPO=acme/api \
@@ -100,7 +189,7 @@ json=$(cd "$tmp" && baton_env GITHUB_TOKEN=$secret -- config show --json)
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["trackers"]["github"]["token"] == "***", d["trackers"]' "$json" ||
     fail "config show --json does not mask trackers.github.token"
 
-# 4. Usage errors: no subcommand, a typo with a suggestion.
+# 5. Usage errors: no subcommand, a typo with a suggestion.
 set +e
 err=$(baton_env -- config 2>&1)
 rc=$?
