@@ -26,7 +26,10 @@
 #include "base/mem.h"
 #include "base/time.h"
 #include "config/config.h"
+#include "core/engine.h"
+#include "core/executor.h"
 #include "core/reaper.h"
+#include "core/workflow.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "obs/log.h"
@@ -39,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -57,6 +61,11 @@ typedef struct bt_app {
     bt_http_client *http_client;
     int http_client_failed;
     bt_agents *agents;
+    /* the workflows and the local executor that runs pending tasks through the engine */
+    bt_workflows *workflows;
+    bt_engine *engine;
+    bt_executor *executor;
+    int executor_down, http_down;
     uv_signal_t sigterm, sigint;
     int stopping;
     int64_t started_ms;
@@ -94,6 +103,54 @@ static bt_agents *app_agents(bt_api *api)
     return app->agents;
 }
 
+static bt_agents *engine_agents(void *ud)
+{
+    bt_app *app = ud;
+    return app_agents(&app->api);
+}
+
+static bt_http_client *engine_http(void *ud)
+{
+    bt_app *app = ud;
+    return app_http_client(&app->api);
+}
+
+/* The lease owner of this daemon's executor: stable across restarts of the same
+ * process on the same host, so a restarted daemon takes back what it held
+ * (executor.h). BATON_INSTANCE tells several daemons on one host apart. */
+static void owner_id(char *buf, size_t n, char *const *envp)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "localhost");
+    const char *inst = NULL;
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "BATON_INSTANCE=", 15) == 0)
+            inst = *e + 15;
+    snprintf(buf, n, "local:%s%s%s", host, inst && *inst ? ":" : "", inst ? inst : "");
+}
+
+static int start_executor(bt_app *app, char *const *envp, bt_error *err)
+{
+    bt_engine_env ee = {.loop = &app->loop,
+                        .store = app->store,
+                        .cfg = app->cfg,
+                        .workflows = app->workflows,
+                        .log = app->log,
+                        .agents = engine_agents,
+                        .http = engine_http,
+                        .ud = app};
+    app->engine = bt_engine_new(&ee);
+    char owner[320];
+    owner_id(owner, sizeof owner, envp);
+    int64_t n = app->cfg->concurrency.local;
+    if (n > app->cfg->concurrency.global)
+        n = app->cfg->concurrency.global;
+    bt_executor_opts xo = {.owner = owner, .concurrency = (int)n};
+    app->executor = bt_executor_new(app->engine, app->store, app->cfg, app->log, &xo);
+    return bt_executor_start(app->executor, err);
+}
+
 static int app_routes(bt_app *app, bt_error *err)
 {
     app->api.app = app;
@@ -106,6 +163,7 @@ static int app_routes(bt_app *app, bt_error *err)
     app->api.metrics = app->metrics;
     app->api.http = app->http;
     app->api.started_ms = app->started_ms;
+    app->api.workflows = app->workflows;
     return bt_api_register(&app->api, err);
 }
 
@@ -157,13 +215,29 @@ static void raise_nofile(bt_log *log)
 
 /* ---- shutdown ---- */
 
+static void stop_loop_when_down(bt_app *app)
+{
+    if (!app->http_down || !app->executor_down)
+        return;
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_stop(&app->loop); /* the store may hold handles; it is closed outside the loop */
+}
+
 static void on_http_down(bt_http_server *srv, void *ud)
 {
     (void)srv;
     bt_app *app = ud;
-    uv_close((uv_handle_t *)&app->sigterm, NULL);
-    uv_close((uv_handle_t *)&app->sigint, NULL);
-    uv_stop(&app->loop); /* the store may hold handles; it is closed outside the loop */
+    app->http_down = 1;
+    stop_loop_when_down(app);
+}
+
+/* Runs were interrupted and their tasks released (a restart resumes them). */
+static void on_executor_down(void *ud)
+{
+    bt_app *app = ud;
+    app->executor_down = 1;
+    stop_loop_when_down(app);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -180,6 +254,10 @@ static void on_signal(uv_signal_t *s, int signum)
                 BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     bt_reaper_stop(app->reaper);
     app->reaper = NULL;
+    if (app->executor)
+        bt_executor_stop(app->executor, on_executor_down, app);
+    else
+        app->executor_down = 1;
     bt_http_server_shutdown(app->http, on_http_down, app);
 }
 
@@ -207,6 +285,16 @@ static int finish(bt_app *app, int rc)
     }
     bt_reaper_stop(app->reaper);
     app->reaper = NULL;
+    if (app->executor && !app->executor_down) {
+        /* start-up failed after the executor started */
+        bt_executor_stop(app->executor, on_executor_down, app);
+        while (!app->executor_down && uv_run(&app->loop, UV_RUN_ONCE))
+            ;
+    }
+    bt_executor_free(app->executor);
+    app->executor = NULL;
+    bt_engine_free(app->engine); /* unsubscribes from the store; memory after the loop runs */
+    app->engine = NULL;
     bt_store_close(app->store);
     app->store = NULL;
     uv_run(&app->loop, UV_RUN_DEFAULT);
@@ -221,6 +309,7 @@ static int finish(bt_app *app, int rc)
     bt_http_server_free(app->http);
     bt_http_auth_free(app->auth);
     bt_metrics_free(app->metrics);
+    bt_workflows_free(app->workflows);
     if (uv_loop_close(&app->loop) != 0) {
         uv_walk(&app->loop, report_leftover, app);
         uv_walk(&app->loop, close_leftover, NULL);
@@ -250,6 +339,14 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     if (rc < 0) {
         bt_config_problems_print(&probs, stderr);
         bt_config_problems_free(&probs);
+        return rc;
+    }
+    bt_config_problems_free(&probs);
+    rc = bt_workflows_load(app->cfg, NULL, &app->workflows, &probs, err);
+    if (rc < 0) {
+        bt_config_problems_print(&probs, stderr);
+        bt_config_problems_free(&probs);
+        bt_config_free(app->cfg);
         return rc;
     }
     bt_config_problems_free(&probs);
@@ -318,6 +415,8 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
         rc = bt_reaper_start(&app->loop, app->store, app->log,
                              bt_reaper_default_interval(app->cfg->queue.lease_ms),
                              app->cfg->workers.offline_after_ms, &app->reaper, err);
+    if (rc == 0 && app->cfg->concurrency.local > 0)
+        rc = start_executor(app, envp, err);
     if (rc < 0)
         return finish(app, rc);
 

@@ -244,6 +244,8 @@ static const schema queue_schema = {queue_fields, NF(queue_fields), 0, NULL};
 
 static const field concurrency_fields[] = {
     FLD("global", K_INT, bt_config_concurrency, global, .dflt = "4", .min = 1, .max = 10000),
+    FLD("local", K_INT, bt_config_concurrency, local, .dflt = "4", .min = 0, .max = 10000,
+        .env = {"BATON_LOCAL_RUNS"}),
     FLD("per_agent", K_LIMITS, bt_config_concurrency, per_agent),
     FLD("per_state", K_LIMITS, bt_config_concurrency, per_state),
     FLD("per_project", K_LIMITS, bt_config_concurrency, per_project),

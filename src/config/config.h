@@ -219,6 +219,8 @@ typedef struct bt_config_queue {
 
 typedef struct bt_config_concurrency {
     int64_t global; /* 4 */
+    int64_t local;  /* 4: runs `baton serve` executes itself (its local executor); 0 = none,
+                     * every task goes to remote workers through /work/next */
     bt_config_limits per_agent, per_state, per_project;
 } bt_config_concurrency;
 

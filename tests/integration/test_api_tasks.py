@@ -14,6 +14,10 @@ import subprocess
 import sys
 import tempfile
 
+# These tests hand tasks out through the worker protocol (/work/next) or watch the queue
+# untouched: the daemon's own executor must not run them.
+os.environ["BATON_LOCAL_RUNS"] = "0"
+
 BATON = os.environ.get("BATON_BINARY", "baton")
 FAILS = []
 TOK_R, TOK_W, TOK_WK = "read-token-0123456789", "write-token-0123456789", "worker-token-0123456789"

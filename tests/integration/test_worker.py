@@ -27,6 +27,10 @@ import sys
 import tempfile
 import time
 
+# These tests hand tasks out through the worker protocol (/work/next) or watch the queue
+# untouched: the daemon's own executor must not run them.
+os.environ["BATON_LOCAL_RUNS"] = "0"
+
 BATON = os.environ.get("BATON_BINARY", "baton")
 FAILS = []
 PROCS = []
