@@ -2261,6 +2261,13 @@ int bt_engine_cancel(bt_engine *e, const char *id, const char *reason)
             r->cancelled = 1;
             free(r->cancel_reason);
             r->cancel_reason = bt_xstrdup(reason && *reason ? reason : "cancelled");
+            if (r->timers_init && uv_is_active((uv_handle_t *)&r->timer)) {
+                /* waiting to retry: nothing runs, end now */
+                uv_timer_stop(&r->timer);
+                r->refs--;
+                run_end(r, "cancelled", r->cancel_reason, "cancelled");
+                return 0;
+            }
             stop_action(r);
             return 0;
         }

@@ -109,7 +109,9 @@ static void on_reported(void *ud, int rc, const bt_error *err, const bt_task *ta
 {
     (void)task;
     xtask *t = ud;
-    if (rc < 0 && rc != BT_ESTALE)
+    /* BT_ESTALE: the lease is gone; BT_ESTATE: the task was cancelled already (the
+     * cancel came through the task itself) - neither needs a report any more */
+    if (rc < 0 && rc != BT_ESTALE && rc != BT_ESTATE)
         log_warn(t->x, "cannot report a task's outcome", t->task->id, err ? err->msg : "");
     xt_unref(t);
 }
@@ -180,6 +182,13 @@ static void on_hb_timer(uv_timer_t *h)
 
 /* ---- starting a claimed task ---- */
 
+/* The engine calls back with the run's ud (the xtask); the caller's callback gets its own. */
+static void on_run_progress(bt_engine *e, const char *kind, const json_t *data, void *ud)
+{
+    xtask *t = ud;
+    t->x->o.on_progress(e, kind, data, t->x->o.ud);
+}
+
 static void run_claimed(bt_executor *x, const bt_task *task, xtask *proto)
 {
     xtask *t = proto ? proto : bt_xcalloc(1, sizeof *t);
@@ -200,7 +209,7 @@ static void run_claimed(bt_executor *x, const bt_task *task, xtask *proto)
                              .workspace = t->workspace,
                              .owner = x->owner,
                              .on_done = on_run_done,
-                             .on_progress = x->o.on_progress,
+                             .on_progress = x->o.on_progress ? on_run_progress : NULL,
                              .ud = t};
     bt_error err = BT_ERROR_INIT;
     t->refs++;
