@@ -27,8 +27,9 @@
  * Validation reports every problem at once with file:line:column (bt_config_problems):
  * bad structure or types, duplicate ids, an unknown action, agent or persona, a fallback
  * that is not an agent, an execute-workflow naming an unknown workflow or leaving a
- * required input of it unset, cycles between workflows (each workflow in the cycle is
- * reported at its calling step), template syntax errors, and references to unknown
+ * required input of it unset, cycles between workflows (each cycle once, at the calling
+ * step of its first workflow - user workflows before built-ins, then by id - naming the
+ * whole cycle), template syntax errors, and references to unknown
  * variables ({{ inputs.X }} for an undeclared input, ${steps.Y.output} for a step that
  * does not exist, an unknown step field). A built-in workflow whose agents are not
  * configured is not an error: it is loaded as unavailable (bt_workflow.missing says
