@@ -9,6 +9,7 @@
   step 2 is, and step 3 follows.
 - An approval step keeps its run paused across a restart; approving it through the API
   lets the run finish. A rejection fails the run.
+- Seed 001's README workflow runs through `baton run` with each of its three actions.
 - A workflows_dir with an unknown variable, an unknown agent and a sub-workflow cycle:
   the daemon refuses to start and names all three problems with file:line:column.
 """
@@ -317,9 +318,77 @@ steps:
     check(tasks == [(0,)], "nothing ran")
 
 
+# Seed 001's README ("Creating Custom Workflows"), verbatim except where the sketch offers
+# alternatives: `action: execute-workflow|shell-command|git-operation` is one of the three
+# and `key: value` that action's inputs. `type: master|core` and `type: string|enum|boolean`
+# stay as written (baton reads them as "one of").
+SEED001 = """metadata:
+  id: unique-id
+  name: Workflow Name
+  version: 1.0.0
+  type: master|core
+  description: Description
+
+inputs:
+  - name: INPUT_NAME
+    type: string|enum|boolean
+    required: true
+
+steps:
+  - id: step-1
+    name: Step Name
+    action: %s
+    inputs:
+%s
+
+outputs:
+  - name: OUTPUT_NAME
+    value: ${steps.step-1.output}
+"""
+
+
+def test_seed001_example(tmp):
+    ws = os.path.join(tmp, "repo")
+    os.mkdir(ws)
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=t", "-c", "user.email=t@x",
+                                                "commit", "-q", "--allow-empty", "-m", "init"]):
+        harness.subprocess.run(["git", *args], cwd=ws, check=True)
+    cases = [
+        ("shell-command", "      command: echo got ${inputs.INPUT_NAME}", "got hello"),
+        ("git-operation", "      operation: branch\n      branch: feature/${inputs.INPUT_NAME}",
+         "feature/hello"),
+        ("execute-workflow", "      workflow: helper\n      WHO: ${inputs.INPUT_NAME}",
+         "helper says hello"),
+    ]
+    for action, inputs, want in cases:
+        wf = os.path.join(tmp, "wf-" + action)
+        os.makedirs(wf)
+        with open(os.path.join(wf, "seed001.yaml"), "w") as f:
+            f.write(SEED001 % (action, inputs))
+        with open(os.path.join(wf, "helper.yaml"), "w") as f:
+            f.write("metadata: {id: helper, name: Helper, version: 1.0.0}\n"
+                    "inputs: [{name: WHO, type: string, required: true}]\n"
+                    "steps:\n  - id: say\n    action: shell-command\n"
+                    "    inputs: {command: \"echo helper says ${inputs.WHO}\"}\n")
+        cfg = os.path.join(tmp, action + ".yaml")
+        with open(cfg, "w") as f:
+            f.write(f"workflows_dir: {wf}\nstore: {{url: 'sqlite:{tmp}/{action}.db'}}\n")
+        p = harness.run(["run", "seed 001 example", "--config", cfg, "--workflow", "unique-id",
+                         "--input", "INPUT_NAME=hello", "--workspace", ws, "--json"], timeout=60)
+        res = {}
+        try:
+            res = json.loads(p.stdout)
+        except ValueError:
+            pass
+        check(p.returncode == 0 and res.get("success") is True,
+              f"seed 001 example with {action} runs ({p.returncode}: {p.stderr[-400:]})")
+        check(res.get("outputs", {}).get("OUTPUT_NAME") == want,
+              f"{action}: OUTPUT_NAME = {want!r} ({res.get('outputs')})")
+
+
 def main():
     for fn in (test_default_iterations, test_prompt_chaining, test_kill_resume,
-               test_approval_restart, test_invalid_never_starts):
+               test_approval_restart, test_invalid_never_starts, test_seed001_example):
         with tempfile.TemporaryDirectory(prefix="bt-wfe-") as tmp:
             print(f"--- {fn.__name__}", flush=True)
             fn(tmp)
