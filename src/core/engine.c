@@ -1467,6 +1467,35 @@ static void on_approval_created(void *ud, int rc, const bt_error *err, const bt_
     wait_for(r, a);
 }
 
+typedef struct approval_req {
+    rrun *r;
+    char *prompt;
+    json_t *ctx;
+} approval_req;
+
+static void on_pre_waiting(void *ud, int rc, const bt_error *err, const bt_run *run)
+{
+    (void)run;
+    approval_req *q = ud;
+    rrun *r = q->r;
+    if (rc < 0)
+        logw(r, "cannot mark the run waiting", err ? err->msg : "");
+    bt_approval_input in = {
+        .run_id = r->run_id,
+        .task_id = r->task->id,
+        .step_key = r->key,
+        .prompt = q->prompt,
+        .context = q->ctx,
+        .expires_at = r->step->timeout_ms > 0 ? bt_time_wall_ms() + r->step->timeout_ms : 0};
+    /* the reference taken for the run update carries over to the approval */
+    bt_store_approval_create(r->e->env.store, &in, on_approval_created, r);
+    json_decref(q->ctx);
+    free(q->prompt);
+    free(q);
+}
+
+/* The run is marked waiting first and the approval created after, so whoever sees a
+ * pending approval also sees its run waiting. */
 static void create_approval(rrun *r)
 {
     bt_error err = BT_ERROR_INIT;
@@ -1486,20 +1515,16 @@ static void create_approval(rrun *r)
     const char *prev = bt_json_str(f->previous, "output", "");
     size_t plen = strlen(prev);
     json_t *ctx =
-        json_pack("{ss ss si ss ss#}", "workflow", f->wf->id, "step", r->key, "iteration",
+        json_pack("{ss ss si ss ss%}", "workflow", f->wf->id, "step", r->key, "iteration",
                   r->iteration, "previous_step", bt_json_str(f->previous, "step", ""),
-                  "previous_output", prev, (int)(plen > CONTEXT_CAP ? CONTEXT_CAP : plen));
-    bt_approval_input in = {
-        .run_id = r->run_id,
-        .task_id = r->task->id,
-        .step_key = r->key,
-        .prompt = prompt,
-        .context = ctx,
-        .expires_at = r->step->timeout_ms > 0 ? bt_time_wall_ms() + r->step->timeout_ms : 0};
+                  "previous_output", prev, (size_t)(plen > CONTEXT_CAP ? CONTEXT_CAP : plen));
+    approval_req *q = bt_xcalloc(1, sizeof *q);
+    q->r = r;
+    q->prompt = prompt;
+    q->ctx = ctx;
+    bt_run_patch p = {.set_status = true, .status = BT_RUN_WAITING};
     ref(r);
-    bt_store_approval_create(r->e->env.store, &in, on_approval_created, r);
-    json_decref(ctx);
-    free(prompt);
+    bt_store_run_update(r->e->env.store, r->run_id, &p, on_pre_waiting, q);
 }
 
 static void on_existing_approvals(void *ud, int rc, const bt_error *err, bt_approval *const *items,
