@@ -10,6 +10,7 @@
 - An approval step keeps its run paused across a restart; approving it through the API
   lets the run finish. A rejection fails the run.
 - Seed 001's README workflow runs through `baton run` with each of its three actions.
+- http steps send a rendered JSON body and headers; `expect` decides success.
 - A workflows_dir with an unknown variable, an unknown agent and a sub-workflow cycle:
   the daemon refuses to start and names all three problems with file:line:column.
 """
@@ -386,9 +387,63 @@ def test_seed001_example(tmp):
               f"{action}: OUTPUT_NAME = {want!r} ({res.get('outputs')})")
 
 
+def test_http_step(tmp):
+    """http steps: a templated JSON body and headers reach the server; `expect` decides."""
+    llm = harness.fake("llm_server.py")
+    wf = os.path.join(tmp, "wf")
+    os.makedirs(wf, exist_ok=True)
+    with open(os.path.join(wf, "web.yaml"), "w") as f:
+        f.write("""
+metadata: {id: web, name: Web calls, version: 1.0.0}
+inputs: [{name: URL, type: string, required: true}]
+steps:
+  - id: ask
+    action: http
+    inputs:
+      method: POST
+      url: "{{ inputs.URL }}/v1/chat/completions"
+      headers: {X-Baton-Run: "{{ run.id }}"}
+      body:
+        model: m
+        stream: false
+        messages: [{role: user, content: "{{ task.title | upcase }}"}]
+  - id: missing
+    action: http
+    inputs: {url: "${inputs.URL}/nothing-here", expect: 404}
+  - id: strict
+    action: http
+    continue_on_error: true
+    inputs: {url: "${inputs.URL}/nothing-here"}
+""")
+    srv = serve(tmp, f"workflows_dir: {wf}\nworkspace: {{root: {tmp}/ws}}\n", "web")
+    try:
+        llm.control("POST", "/_control/script", {"path": "/v1/chat/completions",
+                                                  "actions": [{"reply": "pong"}]})
+        st, res = srv.request("POST", "/api/execute", {"task": "ping", "workflow": "web",
+                                                        "inputs": {"URL": llm.url},
+                                                        "wait": True, "timeout": 60})
+        check(st == 200 and res.get("success") is True, f"http workflow completed ({st} {res.get('error') if isinstance(res, dict) else res})")
+        det = {d["step_key"]: d for d in res.get("step_details", [])}
+        check("pong" in (det.get("ask", {}).get("output") or ""), "response body is the step output")
+        check(det.get("missing", {}).get("status") == "succeeded", "expect: 404 accepts a 404")
+        check(det.get("strict", {}).get("status") == "failed" and
+              "HTTP 404" in (det.get("strict", {}).get("error") or ""),
+              f"a 404 fails a step that expects 2xx ({det.get('strict', {}).get('error')})")
+        st, reqs = llm.control("GET", "/_control/requests")
+        chat = [r for r in reqs if r["path"] == "/v1/chat/completions"]
+        check(len(chat) == 1 and chat[0]["body"]["messages"][0]["content"] == "PING",
+              "the JSON body was rendered (title upcased)")
+        check(chat and chat[0]["headers"].get("x-baton-run") == res.get("run_id"),
+              "templated header sent")
+    finally:
+        srv.stop()
+        llm.stop()
+
+
 def main():
     for fn in (test_default_iterations, test_prompt_chaining, test_kill_resume,
-               test_approval_restart, test_invalid_never_starts, test_seed001_example):
+               test_approval_restart, test_invalid_never_starts, test_seed001_example,
+               test_http_step):
         with tempfile.TemporaryDirectory(prefix="bt-wfe-") as tmp:
             print(f"--- {fn.__name__}", flush=True)
             fn(tmp)
