@@ -18,6 +18,7 @@
  * shapes.
  */
 #include "api/api.h"
+#include "api/request.h"
 
 #include "base/id.h"
 #include "base/json.h"
@@ -39,147 +40,6 @@
  * Input helpers. Each returns 0, or -1 after answering 400 itself.
  */
 
-/* Strict decimal integer in [lo, hi]. */
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int query_int(bt_http_req *req, const char *name, long long lo, long long hi, long long dflt,
-                     long long *out)
-{
-    const char *s = bt_http_req_query(req, name);
-    *out = dflt;
-    if (!s)
-        return 0;
-    if (parse_int(s, lo, hi, out) < 0) {
-        bt_http_respond_error(
-            req, 400, "invalid_argument",
-            "query parameter '%s' must be an integer from %lld to %lld (got '%s')", name, lo, hi,
-            s);
-        return -1;
-    }
-    return 0;
-}
-
-/* Refuse a body that is not an object or has fields outside allowed (all named). */
-static int check_fields(bt_http_req *req, const json_t *body, const char *const *allowed, size_t n)
-{
-    if (!json_is_object(body)) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "the request body must be a JSON object");
-        return -1;
-    }
-    bt_strbuf bad;
-    bt_strbuf_init(&bad, 64);
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)body, key, v)
-    {
-        (void)v;
-        size_t i = 0;
-        while (i < n && strcmp(key, allowed[i]) != 0)
-            i++;
-        if (i == n)
-            bt_strbuf_addf(&bad, "%s'%s'", bad.len ? ", " : "", key);
-    }
-    if (bad.len == 0) {
-        bt_strbuf_release(&bad);
-        return 0;
-    }
-    bt_strbuf ok;
-    bt_strbuf_init(&ok, 128);
-    for (size_t i = 0; i < n; i++)
-        bt_strbuf_addf(&ok, "%s%s", i ? ", " : "", allowed[i]);
-    bt_http_respond_error(req, 400, "invalid_argument", "unknown field(s) %s; allowed fields: %s",
-                          bt_strbuf_cstr(&bad), bt_strbuf_cstr(&ok));
-    bt_strbuf_release(&bad);
-    bt_strbuf_release(&ok);
-    return -1;
-}
-
-static int field_str(bt_http_req *req, const json_t *o, const char *key, int non_empty,
-                     const char **out)
-{
-    const json_t *v = json_object_get(o, key);
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (!json_is_string(v) || (non_empty && json_string_length(v) == 0)) {
-        bt_http_respond_error(req, 400, "invalid_argument", "field '%s' must be a %sstring", key,
-                              non_empty ? "non-empty " : "");
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 0;
-}
-
-static int field_labels(bt_http_req *req, const json_t *o, const json_t **out)
-{
-    const json_t *v = json_object_get(o, "labels");
-    *out = NULL;
-    if (!v)
-        return 0;
-    int ok = json_is_array(v);
-    for (size_t i = 0; ok && i < json_array_size(v); i++) {
-        const json_t *e = json_array_get(v, i);
-        ok = json_is_string(e) && json_string_length(e) > 0;
-    }
-    if (!ok) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "field 'labels' must be an array of non-empty strings");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int field_meta(bt_http_req *req, const json_t *o, const json_t **out)
-{
-    const json_t *v = json_object_get(o, "meta");
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (!json_is_object(v)) {
-        bt_http_respond_error(req, 400, "invalid_argument", "field 'meta' must be a JSON object");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* priority: integer (lower runs first) or null (unset). *set = 1 when present. */
-static int field_priority(bt_http_req *req, const json_t *o, int *set, int32_t *out)
-{
-    const json_t *v = json_object_get(o, "priority");
-    *set = 0;
-    *out = BT_PRIORITY_NONE;
-    if (!v)
-        return 0;
-    if (json_is_null(v)) {
-        *set = 1;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < -1000000 ||
-        json_integer_value(v) > 1000000) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "field 'priority' must be an integer from -1000000 to 1000000 "
-                              "(lower runs first) or null");
-        return -1;
-    }
-    *set = 1;
-    *out = (int32_t)json_integer_value(v);
-    return 0;
-}
-
 static int field_max_attempts(bt_http_req *req, const json_t *o, int *set, int32_t *out)
 {
     const json_t *v = json_object_get(o, "max_attempts");
@@ -195,17 +55,6 @@ static int field_max_attempts(bt_http_req *req, const json_t *o, int *set, int32
     *set = 1;
     *out = (int32_t)json_integer_value(v);
     return 0;
-}
-
-/* The {id} path parameter; an id that cannot exist is a 404 like an unknown one. */
-static const char *path_id(bt_http_req *req)
-{
-    const char *id = bt_http_req_param(req, "id");
-    if (!id || !bt_id_valid(id)) {
-        bt_http_respond_error(req, 404, "not_found", "no task with id '%s'", id ? id : "");
-        return NULL;
-    }
-    return id;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -293,7 +142,7 @@ static void h_list(bt_http_req *req, void *ud)
         return;
     }
     long long limit;
-    if (query_int(req, "limit", 1, 1000, 100, &limit) < 0)
+    if (bt_api_query_int(req, "limit", 1, 1000, 100, &limit) < 0)
         return;
     f.limit = (int)limit;
     const char *order = bt_http_req_query(req, "order");
@@ -337,15 +186,16 @@ static void h_create(bt_http_req *req, void *ud)
     bt_task_input in = {0};
     int prio_set, max_set;
     const json_t *draft = NULL;
-    if (check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
-        field_str(req, body, "title", 1, &in.title) < 0 ||
-        field_str(req, body, "body", 0, &in.body) < 0 ||
-        field_str(req, body, "project", 1, &in.project) < 0 ||
-        field_str(req, body, "workflow", 1, &in.workflow) < 0 ||
-        field_str(req, body, "external_id", 1, &in.external_id) < 0 ||
-        field_str(req, body, "identifier", 1, &in.identifier) < 0 ||
-        field_labels(req, body, &in.labels) < 0 || field_meta(req, body, &in.meta) < 0 ||
-        field_priority(req, body, &prio_set, &in.priority) < 0 ||
+    if (bt_api_check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
+        bt_api_field_str(req, body, "title", 1, &in.title) < 0 ||
+        bt_api_field_str(req, body, "body", 0, &in.body) < 0 ||
+        bt_api_field_str(req, body, "project", 1, &in.project) < 0 ||
+        bt_api_field_str(req, body, "workflow", 1, &in.workflow) < 0 ||
+        bt_api_field_str(req, body, "external_id", 1, &in.external_id) < 0 ||
+        bt_api_field_str(req, body, "identifier", 1, &in.identifier) < 0 ||
+        bt_api_field_labels(req, body, &in.labels) < 0 ||
+        bt_api_field_object(req, body, "meta", &in.meta) < 0 ||
+        bt_api_field_priority(req, body, &prio_set, &in.priority) < 0 ||
         field_max_attempts(req, body, &max_set, &in.max_attempts) < 0)
         goto done;
     if (!in.title) {
@@ -380,7 +230,7 @@ done:
 static void h_get(bt_http_req *req, void *ud)
 {
     bt_api *api = ud;
-    const char *id = path_id(req);
+    const char *id = bt_api_path_id(req, "task");
     if (!id)
         return;
     bt_http_req_suspend(req);
@@ -392,7 +242,7 @@ static void h_patch(bt_http_req *req, void *ud)
     static const char *const allowed[] = {"title",   "body",     "labels",       "priority",
                                           "project", "workflow", "max_attempts", "meta"};
     bt_api *api = ud;
-    const char *id = path_id(req);
+    const char *id = bt_api_path_id(req, "task");
     if (!id)
         return;
     json_t *body;
@@ -400,13 +250,14 @@ static void h_patch(bt_http_req *req, void *ud)
         return;
     bt_task_patch p = {0};
     int prio_set, max_set;
-    if (check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
-        field_str(req, body, "title", 1, &p.title) < 0 ||
-        field_str(req, body, "body", 0, &p.body) < 0 ||
-        field_str(req, body, "project", 1, &p.project) < 0 ||
-        field_str(req, body, "workflow", 1, &p.workflow) < 0 ||
-        field_labels(req, body, &p.labels) < 0 || field_meta(req, body, &p.meta) < 0 ||
-        field_priority(req, body, &prio_set, &p.priority) < 0 ||
+    if (bt_api_check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
+        bt_api_field_str(req, body, "title", 1, &p.title) < 0 ||
+        bt_api_field_str(req, body, "body", 0, &p.body) < 0 ||
+        bt_api_field_str(req, body, "project", 1, &p.project) < 0 ||
+        bt_api_field_str(req, body, "workflow", 1, &p.workflow) < 0 ||
+        bt_api_field_labels(req, body, &p.labels) < 0 ||
+        bt_api_field_object(req, body, "meta", &p.meta) < 0 ||
+        bt_api_field_priority(req, body, &prio_set, &p.priority) < 0 ||
         field_max_attempts(req, body, &max_set, &p.max_attempts) < 0)
         goto done;
     if (json_object_size(body) == 0) {
@@ -479,7 +330,7 @@ static void on_transition_checked(void *ud, int rc, const bt_error *err, const b
 static void start_transition(bt_http_req *req, bt_api *api, bt_task_status to, unsigned from_mask,
                              const char *verb, const char *reason)
 {
-    const char *id = path_id(req);
+    const char *id = bt_api_path_id(req, "task");
     if (!id)
         return;
     transition_ctx *c = bt_xcalloc(1, sizeof *c);
@@ -509,8 +360,8 @@ static int optional_reason(bt_http_req *req, json_t **body_out, const char **rea
         return 0;
     if (bt_http_req_json(req, body_out) < 0)
         return -1;
-    if (check_fields(req, *body_out, allowed, 1) < 0 ||
-        field_str(req, *body_out, "reason", 1, reason) < 0) {
+    if (bt_api_check_fields(req, *body_out, allowed, 1) < 0 ||
+        bt_api_field_str(req, *body_out, "reason", 1, reason) < 0) {
         json_decref(*body_out);
         *body_out = NULL;
         return -1;
@@ -589,12 +440,12 @@ static void on_events_task(void *ud, int rc, const bt_error *err, const bt_task 
 static void h_events(bt_http_req *req, void *ud)
 {
     bt_api *api = ud;
-    const char *id = path_id(req);
+    const char *id = bt_api_path_id(req, "task");
     if (!id)
         return;
     long long after, limit;
-    if (query_int(req, "after", 0, LLONG_MAX, 0, &after) < 0 ||
-        query_int(req, "limit", 1, 5000, 500, &limit) < 0)
+    if (bt_api_query_int(req, "after", 0, LLONG_MAX, 0, &after) < 0 ||
+        bt_api_query_int(req, "limit", 1, 5000, 500, &limit) < 0)
         return;
     events_ctx *c = bt_xcalloc(1, sizeof *c);
     c->api = api;
@@ -683,7 +534,7 @@ static void h_agent_runs(bt_http_req *req, void *ud)
 {
     bt_api *api = ud;
     long long limit;
-    if (query_int(req, "limit", 1, RUNS_MAX_LIMIT, RUNS_DEFAULT_LIMIT, &limit) < 0)
+    if (bt_api_query_int(req, "limit", 1, RUNS_MAX_LIMIT, RUNS_DEFAULT_LIMIT, &limit) < 0)
         return;
     const char *task_id = bt_http_req_query(req, "task_id");
     if (task_id && !bt_id_valid(task_id)) {

@@ -36,6 +36,7 @@
  * fields are refused. docs/api.md documents the shapes.
  */
 #include "api/api.h"
+#include "api/request.h"
 
 #include "base/id.h"
 #include "base/json.h"
@@ -76,157 +77,6 @@ typedef struct wf_group {
 /* ---------------------------------------------------------------------------------
  * Input helpers. Each returns 0, or -1 after answering 400 itself.
  */
-
-static int query_int(bt_http_req *req, const char *name, long long lo, long long hi, long long dflt,
-                     long long *out)
-{
-    const char *s = bt_http_req_query(req, name);
-    *out = dflt;
-    if (!s)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || errno || *end || v < lo || v > hi) {
-        bt_http_respond_error(
-            req, 400, "invalid_argument",
-            "query parameter '%s' must be an integer from %lld to %lld (got '%s')", name, lo, hi,
-            s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Refuse a body that is not an object or has fields outside allowed (all named). */
-static int check_fields(bt_http_req *req, const json_t *body, const char *const *allowed, size_t n)
-{
-    if (!json_is_object(body)) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "the request body must be a JSON object");
-        return -1;
-    }
-    bt_strbuf bad;
-    bt_strbuf_init(&bad, 64);
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)body, key, v)
-    {
-        (void)v;
-        size_t i = 0;
-        while (i < n && strcmp(key, allowed[i]) != 0)
-            i++;
-        if (i == n)
-            bt_strbuf_addf(&bad, "%s'%s'", bad.len ? ", " : "", key);
-    }
-    if (bad.len == 0) {
-        bt_strbuf_release(&bad);
-        return 0;
-    }
-    bt_strbuf ok;
-    bt_strbuf_init(&ok, 128);
-    for (size_t i = 0; i < n; i++)
-        bt_strbuf_addf(&ok, "%s%s", i ? ", " : "", allowed[i]);
-    bt_http_respond_error(req, 400, "invalid_argument", "unknown field(s) %s; allowed fields: %s",
-                          bt_strbuf_cstr(&bad), bt_strbuf_cstr(&ok));
-    bt_strbuf_release(&bad);
-    bt_strbuf_release(&ok);
-    return -1;
-}
-
-static int field_str(bt_http_req *req, const json_t *o, const char *key, int non_empty,
-                     const char **out)
-{
-    const json_t *v = json_object_get(o, key);
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (!json_is_string(v) || (non_empty && json_string_length(v) == 0)) {
-        bt_http_respond_error(req, 400, "invalid_argument", "field '%s' must be a %sstring", key,
-                              non_empty ? "non-empty " : "");
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 0;
-}
-
-static int field_bool(bt_http_req *req, const json_t *o, const char *key, int *out)
-{
-    const json_t *v = json_object_get(o, key);
-    *out = 0;
-    if (!v)
-        return 0;
-    if (!json_is_boolean(v)) {
-        bt_http_respond_error(req, 400, "invalid_argument", "field '%s' must be true or false",
-                              key);
-        return -1;
-    }
-    *out = json_is_true(v);
-    return 0;
-}
-
-static int field_object(bt_http_req *req, const json_t *o, const char *key, const json_t **out)
-{
-    const json_t *v = json_object_get(o, key);
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (!json_is_object(v)) {
-        bt_http_respond_error(req, 400, "invalid_argument", "field '%s' must be a JSON object",
-                              key);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int field_labels(bt_http_req *req, const json_t *o, const json_t **out)
-{
-    const json_t *v = json_object_get(o, "labels");
-    *out = NULL;
-    if (!v)
-        return 0;
-    int ok = json_is_array(v);
-    for (size_t i = 0; ok && i < json_array_size(v); i++) {
-        const json_t *e = json_array_get(v, i);
-        ok = json_is_string(e) && json_string_length(e) > 0;
-    }
-    if (!ok) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "field 'labels' must be an array of non-empty strings");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int field_priority(bt_http_req *req, const json_t *o, int32_t *out)
-{
-    const json_t *v = json_object_get(o, "priority");
-    *out = BT_PRIORITY_NONE;
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < -1000000 ||
-        json_integer_value(v) > 1000000) {
-        bt_http_respond_error(req, 400, "invalid_argument",
-                              "field 'priority' must be an integer from -1000000 to 1000000 "
-                              "(lower runs first) or null");
-        return -1;
-    }
-    *out = (int32_t)json_integer_value(v);
-    return 0;
-}
-
-/* The {id} path parameter of a run or approval; one that cannot exist is a 404. */
-static const char *path_id(bt_http_req *req, const char *what)
-{
-    const char *id = bt_http_req_param(req, "id");
-    if (!id || !bt_id_valid(id)) {
-        bt_http_respond_error(req, 404, "not_found", "no %s with id '%s'", what, id ? id : "");
-        return NULL;
-    }
-    return id;
-}
 
 /* ---------------------------------------------------------------------------------
  * Workflow lookups. api->workflows may be NULL (no set loaded): then there are none.
@@ -844,17 +694,18 @@ static void h_execute(bt_http_req *req, void *ud)
     bt_task_input in = {0};
     char *own_title = NULL;
     json_t *meta = NULL;
-    if (check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
-        field_str(req, body, "task", 1, &text) < 0 ||
-        field_str(req, body, "title", 1, &title) < 0 ||
-        field_str(req, body, "description", 0, &desc) < 0 ||
-        field_str(req, body, "body", 0, &bodytext) < 0 ||
-        field_str(req, body, "workflow", 1, &wf_name) < 0 ||
-        field_str(req, body, "project", 1, &project) < 0 ||
-        field_bool(req, body, "offline", &offline) < 0 ||
-        field_bool(req, body, "wait", &wait) < 0 ||
-        field_object(req, body, "inputs", &inputs) < 0 || field_labels(req, body, &labels) < 0 ||
-        field_priority(req, body, &in.priority) < 0)
+    if (bt_api_check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
+        bt_api_field_str(req, body, "task", 1, &text) < 0 ||
+        bt_api_field_str(req, body, "title", 1, &title) < 0 ||
+        bt_api_field_str(req, body, "description", 0, &desc) < 0 ||
+        bt_api_field_str(req, body, "body", 0, &bodytext) < 0 ||
+        bt_api_field_str(req, body, "workflow", 1, &wf_name) < 0 ||
+        bt_api_field_str(req, body, "project", 1, &project) < 0 ||
+        bt_api_field_bool(req, body, "offline", &offline) < 0 ||
+        bt_api_field_bool(req, body, "wait", &wait) < 0 ||
+        bt_api_field_object(req, body, "inputs", &inputs) < 0 ||
+        bt_api_field_labels(req, body, &labels) < 0 ||
+        bt_api_field_priority(req, body, NULL, &in.priority) < 0)
         goto done;
     if (text && (title || desc || bodytext)) {
         bt_http_respond_error(req, 400, "invalid_argument",
@@ -1031,13 +882,13 @@ static void h_workflow_execute(bt_http_req *req, void *ud)
     const json_t *assigned, *given;
     json_t *inputs = NULL, *meta = NULL;
     char *key = NULL, *own_title = NULL;
-    if (check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
-        field_str(req, body, "work_item_id", 1, &id) < 0 ||
-        field_str(req, body, "workflow_type", 1, &type) < 0 ||
-        field_str(req, body, "title", 1, &title) < 0 ||
-        field_str(req, body, "description", 0, &desc) < 0 ||
-        field_object(req, body, "assigned_agents", &assigned) < 0 ||
-        field_object(req, body, "inputs", &given) < 0)
+    if (bt_api_check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
+        bt_api_field_str(req, body, "work_item_id", 1, &id) < 0 ||
+        bt_api_field_str(req, body, "workflow_type", 1, &type) < 0 ||
+        bt_api_field_str(req, body, "title", 1, &title) < 0 ||
+        bt_api_field_str(req, body, "description", 0, &desc) < 0 ||
+        bt_api_field_object(req, body, "assigned_agents", &assigned) < 0 ||
+        bt_api_field_object(req, body, "inputs", &given) < 0)
         goto done;
     if (!id || !type) {
         bt_http_respond_error(req, 400, "invalid_argument",
@@ -1163,7 +1014,7 @@ static void h_runs(bt_http_req *req, void *ud)
 {
     bt_api *api = ud;
     long long limit;
-    if (query_int(req, "limit", 1, RUNS_MAX_LIMIT, RUNS_DEFAULT_LIMIT, &limit) < 0)
+    if (bt_api_query_int(req, "limit", 1, RUNS_MAX_LIMIT, RUNS_DEFAULT_LIMIT, &limit) < 0)
         return;
     const char *task_id = bt_http_req_query(req, "task_id");
     if (task_id && !*task_id)
@@ -1199,7 +1050,7 @@ static void on_view_run(void *ud, int rc, const bt_error *err, const bt_run *r)
 
 static void run_view(bt_http_req *req, bt_api *api, view_kind kind)
 {
-    const char *id = path_id(req, "run");
+    const char *id = bt_api_path_id(req, "run");
     if (!id)
         return;
     view *v = view_new(api, req, kind);
@@ -1285,7 +1136,7 @@ static void h_run_cancel(bt_http_req *req, void *ud)
 {
     static const char *const allowed[] = {"reason"};
     bt_api *api = ud;
-    const char *id = path_id(req, "run");
+    const char *id = bt_api_path_id(req, "run");
     if (!id)
         return;
     json_t *body = NULL;
@@ -1295,8 +1146,8 @@ static void h_run_cancel(bt_http_req *req, void *ud)
     if (len > 0) {
         if (bt_http_req_json(req, &body) < 0)
             return;
-        if (check_fields(req, body, allowed, 1) < 0 ||
-            field_str(req, body, "reason", 1, &reason) < 0) {
+        if (bt_api_check_fields(req, body, allowed, 1) < 0 ||
+            bt_api_field_str(req, body, "reason", 1, &reason) < 0) {
             json_decref(body);
             return;
         }
@@ -1375,7 +1226,7 @@ static void on_approval(void *ud, int rc, const bt_error *err, const bt_approval
 static void h_approval(bt_http_req *req, void *ud)
 {
     bt_api *api = ud;
-    const char *id = path_id(req, "approval");
+    const char *id = bt_api_path_id(req, "approval");
     if (!id)
         return;
     bt_http_req_suspend(req);
@@ -1467,7 +1318,7 @@ static void h_decide(bt_http_req *req, void *ud)
 {
     static const char *const allowed[] = {"decision", "approved", "comment", "by"};
     bt_api *api = ud;
-    const char *id = path_id(req, "approval");
+    const char *id = bt_api_path_id(req, "approval");
     if (!id)
         return;
     json_t *body;
@@ -1475,9 +1326,10 @@ static void h_decide(bt_http_req *req, void *ud)
         return;
     const char *decision, *comment, *by;
     int approve = -1;
-    if (check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
-        field_str(req, body, "decision", 1, &decision) < 0 ||
-        field_str(req, body, "comment", 0, &comment) < 0 || field_str(req, body, "by", 1, &by) < 0)
+    if (bt_api_check_fields(req, body, allowed, sizeof allowed / sizeof allowed[0]) < 0 ||
+        bt_api_field_str(req, body, "decision", 1, &decision) < 0 ||
+        bt_api_field_str(req, body, "comment", 0, &comment) < 0 ||
+        bt_api_field_str(req, body, "by", 1, &by) < 0)
         goto done;
     const json_t *approved = json_object_get(body, "approved");
     if (approved && !json_is_boolean(approved)) {
@@ -1515,7 +1367,7 @@ done:
 static void decide_shortcut(bt_http_req *req, bt_api *api, bool approve)
 {
     static const char *const allowed[] = {"comment", "by"};
-    const char *id = path_id(req, "approval");
+    const char *id = bt_api_path_id(req, "approval");
     if (!id)
         return;
     json_t *body = NULL;
@@ -1525,9 +1377,9 @@ static void decide_shortcut(bt_http_req *req, bt_api *api, bool approve)
     if (len > 0) {
         if (bt_http_req_json(req, &body) < 0)
             return;
-        if (check_fields(req, body, allowed, 2) < 0 ||
-            field_str(req, body, "comment", 0, &comment) < 0 ||
-            field_str(req, body, "by", 1, &by) < 0) {
+        if (bt_api_check_fields(req, body, allowed, 2) < 0 ||
+            bt_api_field_str(req, body, "comment", 0, &comment) < 0 ||
+            bt_api_field_str(req, body, "by", 1, &by) < 0) {
             json_decref(body);
             return;
         }
