@@ -92,14 +92,12 @@ struct rrun {
     bt_engine_done_fn on_done;
     bt_engine_progress_fn on_progress;
     void *ud;
-    int64_t started_ms;
 
     /* the step in progress */
     const bt_wf_step *step;
     char *key;
     char step_id[BT_ID_LEN + 1];
     int attempt, failures;
-    int64_t step_started_ms;
     char *agent_name;   /* the agent running now (primary or fallback) */
     const char *system; /* persona prompt: borrowed from the workflow set */
     char *prompt;
@@ -109,14 +107,12 @@ struct rrun {
     bt_proc *proc;
     bt_http_call *hcall;
     char approval_id[BT_ID_LEN + 1];
-    int waiting;  /* at an approval gate */
-    int deciding; /* an approval read/decision is in flight */
-    int64_t approval_expires;
+    int waiting;      /* at an approval gate */
+    int deciding;     /* an approval read/decision is in flight */
     uv_timer_t timer; /* retry backoff */
     uv_timer_t flush; /* agent output coalescing */
     int timers_init;
     bt_strbuf outbuf;
-    int64_t tokens_in, tokens_out;
 
     int cancelled, interrupted, ended, done_called, freed;
     char *cancel_reason;
@@ -507,6 +503,20 @@ static void on_flush_timer(uv_timer_t *t)
     flush_output(t->data);
 }
 
+/* Output of the running step (an agent's text or a command's stdout/stderr): live to
+ * the progress callback, batched into agent.output events. */
+static void take_output(rrun *r, const char *agent, const char *data, size_t len)
+{
+    bt_strbuf_add(&r->outbuf, data, len);
+    if (r->on_progress)
+        progress(r, "agent.output",
+                 json_pack("{ss ss ss#}", "step", r->key, "agent", agent, "text", data, (int)len));
+    if (r->outbuf.len >= OUTPUT_FLUSH_BYTES)
+        flush_output(r);
+    else if (!uv_is_active((uv_handle_t *)&r->flush))
+        uv_timer_start(&r->flush, on_flush_timer, OUTPUT_FLUSH_MS, 0);
+}
+
 /* ---- store callbacks with a reference held ---- */
 
 /* ---- finishing a run ---- */
@@ -533,20 +543,13 @@ static void deliver(rrun *r, const bt_run *run, bt_step *const *steps, size_t n)
     json_decref(res);
 }
 
-static void on_final_steps(void *ud, int rc, const bt_error *err, bt_step *const *steps, size_t n)
-{
-    (void)err;
-    rrun *r = ud;
-    deliver(r, NULL, rc == 0 ? steps : NULL, rc == 0 ? n : 0);
-    unref(r);
-}
-
+/* The run as the store last recorded it (NULL when that write failed). */
 typedef struct final_ctx {
     rrun *r;
     bt_run *run;
 } final_ctx;
 
-static void on_final_steps2(void *ud, int rc, const bt_error *err, bt_step *const *steps, size_t n)
+static void on_final_steps(void *ud, int rc, const bt_error *err, bt_step *const *steps, size_t n)
 {
     (void)err;
     final_ctx *fc = ud;
@@ -568,13 +571,11 @@ static void on_final_run(void *ud, int rc, const bt_error *err, const bt_run *ru
         }
         free(r->final_status);
         r->final_status = bt_xstrdup("failed");
-        bt_store_step_list(r->e->env.store, r->run_id, on_final_steps, r);
-        return;
     }
     final_ctx *fc = bt_xcalloc(1, sizeof *fc);
     fc->r = r;
-    fc->run = bt_run_dup(run);
-    bt_store_step_list(r->e->env.store, r->run_id, on_final_steps2, fc);
+    fc->run = rc < 0 ? NULL : bt_run_dup(run);
+    bt_store_step_list(r->e->env.store, r->run_id, on_final_steps, fc);
 }
 
 static json_t *render_outputs(rrun *r, frame *f)
@@ -868,19 +869,8 @@ static void on_agent_event(const bt_agent_event *ev, void *ud)
 {
     rrun *r = ud;
     if (ev->kind == BT_AGENT_EV_OUTPUT) {
-        bt_strbuf_add(&r->outbuf, ev->text, ev->len);
-        if (r->on_progress) {
-            json_t *d = json_pack("{ss ss ss#}", "step", r->key, "agent", r->agent_name, "text",
-                                  ev->text, (int)ev->len);
-            progress(r, "agent.output", d);
-        }
-        if (r->outbuf.len >= OUTPUT_FLUSH_BYTES)
-            flush_output(r);
-        else if (!uv_is_active((uv_handle_t *)&r->flush))
-            uv_timer_start(&r->flush, on_flush_timer, OUTPUT_FLUSH_MS, 0);
+        take_output(r, r->agent_name, ev->text, ev->len);
     } else if (ev->kind == BT_AGENT_EV_USAGE) {
-        r->tokens_in = ev->tokens_in;
-        r->tokens_out = ev->tokens_out;
         progress(r, "agent.usage",
                  json_pack("{ss ss sI sI}", "step", r->key, "agent", r->agent_name, "tokens_in",
                            (json_int_t)ev->tokens_in, "tokens_out", (json_int_t)ev->tokens_out));
@@ -951,7 +941,6 @@ static void start_agent(rrun *r)
         bt_strbuf_release(&m);
         return;
     }
-    r->tokens_in = r->tokens_out = 0;
     bt_agent_request rq = {.prompt = r->prompt,
                            .system = r->system,
                            .workspace = r->workspace,
@@ -1041,15 +1030,7 @@ static void on_proc_output(const char *data, size_t len, int is_stderr, void *ud
 {
     (void)is_stderr;
     rrun *r = ud;
-    bt_strbuf_add(&r->outbuf, data, len);
-    if (r->on_progress) {
-        json_t *d = json_pack("{ss ss ss#}", "step", r->key, "agent", "", "text", data, (int)len);
-        progress(r, "agent.output", d);
-    }
-    if (r->outbuf.len >= OUTPUT_FLUSH_BYTES)
-        flush_output(r);
-    else if (!uv_is_active((uv_handle_t *)&r->flush))
-        uv_timer_start(&r->flush, on_flush_timer, OUTPUT_FLUSH_MS, 0);
+    take_output(r, "", data, len);
 }
 
 static void on_proc_done(const bt_proc_result *res, void *ud)
@@ -1429,7 +1410,6 @@ static void wait_for(rrun *r, const bt_approval *a)
         return;
     }
     memcpy(r->approval_id, a->id, sizeof r->approval_id);
-    r->approval_expires = a->expires_at;
     if (a->status != BT_APPROVAL_PENDING) {
         approval_resolved(r, a);
         return;
@@ -1772,7 +1752,6 @@ static void on_step_started(void *ud, int rc, const bt_error *err, const bt_step
         return;
     }
     memcpy(r->step_id, st->id, sizeof r->step_id);
-    r->step_started_ms = bt_time_wall_ms();
     if (r->fail_now) {
         char *m = r->fail_now;
         r->fail_now = NULL;
@@ -2234,7 +2213,6 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     r->assigned = json_is_object(as) ? json_deep_copy(as) : NULL;
     r->rows = json_object();
     bt_strbuf_init(&r->outbuf, 0);
-    r->started_ms = bt_time_wall_ms();
     rc = workspace_for(r, opts->workspace, err);
     if (rc < 0) {
         json_decref(bound);
