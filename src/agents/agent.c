@@ -68,6 +68,7 @@ static void cfg_copy(bt_config_agent *d, const bt_config_agent *s)
     d->api_key = bt_xstrdup(s->api_key);
     d->role = bt_xstrdup(s->role);
     d->file = bt_xstrdup(s->file);
+    d->provider = bt_xstrdup(s->provider);
     strvec_copy(&d->args, &s->args);
     strvec_copy(&d->fallback, &s->fallback);
     strvec_copy(&d->env, &s->env);
@@ -83,6 +84,7 @@ static void cfg_release(bt_config_agent *c)
     free(c->api_key);
     free(c->role);
     free(c->file);
+    free(c->provider);
     bt_strvec_clear(&c->args);
     bt_strvec_clear(&c->fallback);
     bt_strvec_clear(&c->env);
@@ -171,6 +173,107 @@ const char *bt_agent_model(const bt_agent *a)
 int bt_agent_writes_workspace(const bt_agent *a)
 {
     return a->ops && a->ops->writes_workspace;
+}
+
+/* The provider a preset or an endpoint belongs to (docs/resilience.md). */
+static const char *derive_provider(const bt_config_agent *c)
+{
+    const char *u = c->base_url ? c->base_url : "";
+    switch (c->type) {
+    case BT_AGENT_CLI:
+        if (!c->preset)
+            return c->name;
+        if (strcmp(c->preset, "claude") == 0)
+            return "anthropic";
+        if (strcmp(c->preset, "codex") == 0)
+            return "openai";
+        if (strcmp(c->preset, "gemini") == 0)
+            return "google";
+        if (strcmp(c->preset, "copilot") == 0)
+            return "github";
+        return c->preset;
+    case BT_AGENT_OPENAI:
+        if (strstr(u, "api.openai.com"))
+            return "openai";
+        if (strstr(u, "x.ai"))
+            return "xai";
+        if (strstr(u, "googleapis.com"))
+            return "google";
+        return c->name;
+    case BT_AGENT_ANTHROPIC:
+        return strstr(u, "api.anthropic.com") ? "anthropic" : c->name;
+    case BT_AGENT_OLLAMA:
+        return "ollama";
+    case BT_AGENT_OPENHANDS:
+        return "openhands";
+    case BT_AGENT_REPLAY:
+        return "replay";
+    }
+    return c->name;
+}
+
+const char *bt_agent_provider(const bt_agent *a)
+{
+    return a->cfg.provider && *a->cfg.provider ? a->cfg.provider : derive_provider(&a->cfg);
+}
+
+/* 1 when host (of a URL) is loopback or a private address (RFC 1918, link-local, ULA)
+ * or a single-label name such as "ollama" or "localhost". */
+static int local_host(const char *url)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    const char *at = strchr(h, '@');
+    const char *slash = strchr(h, '/');
+    if (at && (!slash || at < slash))
+        h = at + 1;
+    char host[256];
+    size_t n = 0;
+    if (*h == '[') {
+        h++;
+        while (*h && *h != ']' && n + 1 < sizeof host)
+            host[n++] = *h++;
+    } else {
+        while (*h && *h != ':' && *h != '/' && n + 1 < sizeof host)
+            host[n++] = *h++;
+    }
+    host[n] = 0;
+    if (!*host)
+        return 0;
+    if (strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+        strcmp(host, "::1") == 0 || strncmp(host, "10.", 3) == 0 ||
+        strncmp(host, "192.168.", 8) == 0 || strncmp(host, "169.254.", 8) == 0 ||
+        strncasecmp(host, "fd", 2) == 0 || strncasecmp(host, "fe80:", 5) == 0)
+        return 1;
+    if (strncmp(host, "172.", 4) == 0) {
+        int b = atoi(host + 4);
+        return b >= 16 && b <= 31;
+    }
+    return strchr(host, '.') == NULL && strchr(host, ':') == NULL;
+}
+
+int bt_agent_is_local(const bt_agent *a)
+{
+    if (a->cfg.local == BT_LOCALITY_LOCAL)
+        return 1;
+    if (a->cfg.local == BT_LOCALITY_REMOTE)
+        return 0;
+    switch (a->cfg.type) {
+    case BT_AGENT_OLLAMA:
+    case BT_AGENT_REPLAY:
+        return 1;
+    case BT_AGENT_CLI:
+        return 0; /* the coding CLIs talk to their vendor's API */
+    default:
+        return a->cfg.base_url && local_host(a->cfg.base_url);
+    }
+}
+
+const char *bt_agent_endpoint(const bt_agent *a)
+{
+    return a->cfg.type != BT_AGENT_CLI && a->cfg.type != BT_AGENT_REPLAY && a->cfg.base_url
+               ? a->cfg.base_url
+               : NULL;
 }
 
 double bt_agent_cost(const bt_agent *a, int64_t tokens_in, int64_t tokens_out, int *known)

@@ -148,6 +148,19 @@ const char *bt_agent_model(const bt_agent *a); /* "" when unknown */
  * advisory: they return text and never write files (seed 004). */
 int bt_agent_writes_workspace(const bt_agent *a);
 
+/* The provider whose limits and reachability apply: agents.<n>.provider, else derived
+ * (docs/resilience.md: claude → anthropic, codex → openai, gemini → google, copilot →
+ * github, ollama → ollama, an openai-type agent on api.openai.com → openai, x.ai →
+ * xai; otherwise the agent's own name). Never NULL; borrowed from the agent. */
+const char *bt_agent_provider(const bt_agent *a);
+/* 1 when the agent works without the internet (offline mode keeps it): agents.<n>.local,
+ * else ollama and replay agents and HTTP agents whose base_url is a loopback, private or
+ * single-label host. CLI agents are remote unless configured local. */
+int bt_agent_is_local(const bt_agent *a);
+/* The HTTP endpoint of an HTTP agent (its base_url), NULL for CLI and replay agents.
+ * Borrowed. */
+const char *bt_agent_endpoint(const bt_agent *a);
+
 /* Start a turn. Returns 0 and sets *run (may be NULL) or a negative BT_E* with err set
  * (missing prompt or on_done, workspace missing, no HTTP client for an HTTP agent). */
 int bt_agent_start(bt_agent *a, const bt_agent_request *rq, bt_agent_run **run, bt_error *err);

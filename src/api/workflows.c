@@ -661,21 +661,11 @@ static char *title_of(const char *text)
 }
 
 /* The workflow a run will actually use: with offline, the workflow's offline variant,
- * else offline-default, as the engine chooses (engine.c); NULL after a 409 when there is
- * none. */
-static const bt_workflow *effective_workflow(bt_http_req *req, const bt_api *api,
-                                             const bt_workflow *w, int offline)
+ * else offline-default, else the workflow itself with local agents only, as the engine
+ * chooses (bt_workflow_offline_variant). */
+static const bt_workflow *effective_workflow(const bt_api *api, const bt_workflow *w, int offline)
 {
-    if (!offline)
-        return w;
-    const char *alt = w->offline ? w->offline : "offline-default";
-    const bt_workflow *v = wf_find(api, alt);
-    if (!v)
-        bt_http_respond_error(req, 409, "workflow_unavailable",
-                              "workflow '%s' cannot run offline: it has no offline variant and "
-                              "there is no '%s' workflow",
-                              w->id, alt);
-    return v;
+    return offline && api->workflows ? bt_workflow_offline_variant(api->workflows, w, NULL, 0) : w;
 }
 
 static void h_execute(bt_http_req *req, void *ud)
@@ -751,7 +741,7 @@ static void h_execute(bt_http_req *req, void *ud)
         resolve_workflow(req, api, "workflow", wf_name ? wf_name : DEFAULT_WORKFLOW);
     if (!w)
         goto done;
-    const bt_workflow *eff = effective_workflow(req, api, w, offline);
+    const bt_workflow *eff = effective_workflow(api, w, offline);
     if (!eff || check_available(req, eff, eff != w ? w->id : NULL) < 0 ||
         check_inputs(req, eff, inputs) < 0)
         goto done;

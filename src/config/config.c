@@ -101,6 +101,40 @@ static const char *const presets[] = {"claude", "codex",    "gemini", "copilot",
 static const char *const strategies[] = {"clone", "worktree", NULL};
 static const char *const levels[] = {"debug", "info", "warn|warning", "error|critical|fatal", NULL};
 static const char *const scopes[] = {"read", "write", "worker", "admin", NULL};
+static const char *const localities[] = {"auto", "true|yes|local", "false|no|remote", NULL};
+static const char *const offline_modes[] = {"auto", "on|true|yes|1", "off|false|no|0", NULL};
+static const char *const lock_conflicts[] = {"wait", "fail", NULL};
+
+static const field rate_limit_fields[] = {
+    FLD("requests", K_INT, bt_config_rate_limit, requests, .dflt = "0", .min = 0, .max = 100000000),
+    FLD("tokens", K_INT, bt_config_rate_limit, tokens, .dflt = "0", .min = 0, .max = 1000000000000),
+    FLD("per", K_DUR, bt_config_rate_limit, per_ms, .dflt = "1m"),
+};
+static const schema rate_limit_schema = {rate_limit_fields, NF(rate_limit_fields), 0, NULL};
+
+static const field api_rate_limit_fields[] = {
+    FLD("requests", K_INT, bt_config_api_rate_limit, requests, .dflt = "1200", .min = 0,
+        .max = 100000000),
+    FLD("per", K_DUR, bt_config_api_rate_limit, per_ms, .dflt = "1m"),
+    FLD("burst", K_INT, bt_config_api_rate_limit, burst, .dflt = "0", .min = 0, .max = 100000000),
+};
+static const schema api_rate_limit_schema = {api_rate_limit_fields, NF(api_rate_limit_fields), 0,
+                                             NULL};
+
+static const field breaker_fields[] = {
+    FLD("failure_threshold", K_INT, bt_config_breaker, failure_threshold, .dflt = "0", .min = 0,
+        .max = 1000000),
+    FLD("recovery_timeout", K_DUR, bt_config_breaker, recovery_timeout_ms, .dflt = "0"),
+};
+static const schema breaker_schema = {breaker_fields, NF(breaker_fields), 0, NULL};
+
+static const field breaker_default_fields[] = {
+    FLD("failure_threshold", K_INT, bt_config_breaker, failure_threshold, .dflt = "5", .min = 1,
+        .max = 1000000),
+    FLD("recovery_timeout", K_DUR, bt_config_breaker, recovery_timeout_ms, .dflt = "60s"),
+};
+static const schema breaker_default_schema = {breaker_default_fields, NF(breaker_default_fields), 0,
+                                              NULL};
 
 static const field token_fields[] = {
     FLD("name", K_STR, bt_config_token, name),
@@ -120,6 +154,7 @@ static const field server_fields[] = {
     FLD("body_limit", K_SIZE, bt_config_server, body_limit, .dflt = "1MiB"),
     FLD("request_timeout", K_DUR, bt_config_server, request_timeout_ms, .dflt = "30s"),
     FLD("metrics_public", K_BOOL, bt_config_server, metrics_public, .dflt = "true"),
+    FLD("rate_limit", K_OBJ, bt_config_server, rate_limit, .sub = &api_rate_limit_schema),
 };
 static const schema server_schema = {server_fields, NF(server_fields), 0, NULL};
 
@@ -160,8 +195,55 @@ static const field agent_fields[] = {
     FLD("max_output", K_INT, bt_config_agent, max_output, .dflt = "0", .min = 0, .max = 100000000),
     FLD("file", K_STR, bt_config_agent, file),
     FLD("speed", K_NUM, bt_config_agent, speed, .dflt = "1"),
+    FLD("provider", K_STR, bt_config_agent, provider),
+    FLD("local", K_ENUM, bt_config_agent, local, .names = localities, .dflt = "auto"),
+    FLD("rate_limit", K_OBJ, bt_config_agent, rate_limit, .sub = &rate_limit_schema),
+    FLD("circuit_breaker", K_OBJ, bt_config_agent, circuit_breaker, .sub = &breaker_schema),
 };
 static const schema agent_schema = {agent_fields, NF(agent_fields), sizeof(bt_config_agent), NULL};
+
+static const field provider_fields[] = {
+    FLD("requests", K_INT, bt_config_provider, requests, .dflt = "0", .min = 0, .max = 100000000),
+    FLD("tokens", K_INT, bt_config_provider, tokens, .dflt = "0", .min = 0, .max = 1000000000000),
+    FLD("per", K_DUR, bt_config_provider, per_ms, .dflt = "1m"),
+    FLD("probe_url", K_URL, bt_config_provider, probe_url),
+};
+static const schema provider_schema = {provider_fields, NF(provider_fields),
+                                       sizeof(bt_config_provider), NULL};
+
+static const field resilience_fields[] = {
+    FLD("circuit_breaker", K_OBJ, bt_config_resilience, circuit_breaker,
+        .sub = &breaker_default_schema),
+    FLD("stats_window", K_INT, bt_config_resilience, stats_window, .dflt = "100", .min = 1,
+        .max = 100000),
+    FLD("stats_max_age", K_DUR, bt_config_resilience, stats_max_age_ms, .dflt = "24h"),
+};
+static const schema resilience_schema = {resilience_fields, NF(resilience_fields), 0, NULL};
+
+static const field offline_fields[] = {
+    FLD("mode", K_ENUM, bt_config_offline, mode, .names = offline_modes, .dflt = "auto",
+        .env = {"BATON_OFFLINE"}),
+    FLD("probe_interval", K_DUR, bt_config_offline, probe_interval_ms, .dflt = "60s"),
+    FLD("probe_timeout", K_DUR, bt_config_offline, probe_timeout_ms, .dflt = "5s"),
+};
+static const schema offline_schema = {offline_fields, NF(offline_fields), 0, NULL};
+
+static const field planner_fields[] = {
+    FLD("agent", K_STR, bt_config_planner, agent),
+    FLD("min_success_rate", K_NUM, bt_config_planner, min_success_rate, .dflt = "0.6"),
+    FLD("min_calls", K_INT, bt_config_planner, min_calls, .dflt = "3", .min = 0, .max = 100000),
+    FLD("max_steps", K_INT, bt_config_planner, max_steps, .dflt = "8", .min = 1, .max = 64),
+    FLD("timeout", K_DUR, bt_config_planner, timeout_ms, .dflt = "5m"),
+};
+static const schema planner_schema = {planner_fields, NF(planner_fields), 0, NULL};
+
+static const field locks_fields[] = {
+    FLD("on_conflict", K_ENUM, bt_config_locks, on_conflict, .names = lock_conflicts,
+        .dflt = "wait"),
+    FLD("wait_timeout", K_DUR, bt_config_locks, wait_timeout_ms, .dflt = "30m"),
+    FLD("ttl", K_DUR, bt_config_locks, ttl_ms, .dflt = "10m"),
+};
+static const schema locks_schema = {locks_fields, NF(locks_fields), 0, NULL};
 
 static const field project_fields[] = {
     FLD("repo", K_STR, bt_config_project, repo, .flags = F_PER_ENTRY, .env = {"PROJECT_REPO_"}),
@@ -361,6 +443,7 @@ static const field root_fields[] = {
     FLD("server", K_OBJ, bt_config, server, .sub = &server_schema),
     FLD("store", K_OBJ, bt_config, store, .sub = &store_schema),
     FLD("agents", K_MAP, bt_config, agents, .sub = &agent_schema),
+    FLD("providers", K_MAP, bt_config, providers, .sub = &provider_schema),
     FLD("prices", K_MAP, bt_config, prices, .sub = &model_price_schema),
     FLD("workflows_dir", K_STR, bt_config, workflows_dir, .dflt = "workflows"),
     FLD("personas_dir", K_STR, bt_config, personas_dir, .dflt = "personas"),
@@ -372,6 +455,10 @@ static const field root_fields[] = {
     FLD("mcp_servers", K_MAP, bt_config, mcp_servers, .sub = &mcp_schema),
     FLD("notify", K_OBJ, bt_config, notify, .sub = &notify_schema),
     FLD("budgets", K_OBJ, bt_config, budgets, .sub = &budgets_schema),
+    FLD("resilience", K_OBJ, bt_config, resilience, .sub = &resilience_schema),
+    FLD("offline", K_OBJ, bt_config, offline, .sub = &offline_schema),
+    FLD("planner", K_OBJ, bt_config, planner, .sub = &planner_schema),
+    FLD("locks", K_OBJ, bt_config, locks, .sub = &locks_schema),
     FLD("log", K_OBJ, bt_config, log, .sub = &log_schema),
     FLD("worker", K_OBJ, bt_config, worker, .sub = &worker_schema),
     FLD("workers", K_OBJ, bt_config, workers, .sub = &workers_schema),
@@ -576,6 +663,8 @@ static char *scalar_text(ctx *c, const json_t *v, const char *want, const char *
         snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return bt_xstrdup(buf);
     }
+    if (json_is_boolean(v))
+        return bt_xstrdup(json_is_true(v) ? "true" : "false");
     PROBLEM(c, hint, "expected %s, got %s", want, json_kind(v));
     return NULL;
 }

@@ -95,14 +95,31 @@ typedef struct bt_config_tokens {
     size_t len, cap;
 } bt_config_tokens;
 
+/* A request/token rate limit over a sliding window (agents and providers): no more
+ * than `requests` calls and `tokens` tokens in any window of length per_ms. */
+typedef struct bt_config_rate_limit {
+    int64_t requests; /* 0 = unlimited */
+    int64_t tokens;   /* tokens in + out; 0 = unlimited */
+    int64_t per_ms;   /* the window; 1m */
+} bt_config_rate_limit;
+
+/* The API's per-token limiter (seed 004 TokenBucketRateLimiter): a classic token bucket
+ * holding `burst` requests, refilled at `requests` per per_ms. */
+typedef struct bt_config_api_rate_limit {
+    int64_t requests; /* 0 = the API is not rate-limited */
+    int64_t per_ms;   /* 1m */
+    int64_t burst;    /* bucket size; 0 = requests */
+} bt_config_api_rate_limit;
+
 typedef struct bt_config_server {
     char *host;   /* 127.0.0.1 | $ORCHESTRATOR_HOST */
     int64_t port; /* 8080 | $ORCHESTRATOR_PORT; 0 picks a free port */
     bt_config_tokens tokens;
-    char *jwt_secret;           /* secret | $JWT_SECRET */
-    int64_t body_limit;         /* bytes, 1 MiB */
-    int64_t request_timeout_ms; /* 30s */
-    int metrics_public;         /* 1: /metrics needs no token */
+    char *jwt_secret;                    /* secret | $JWT_SECRET */
+    int64_t body_limit;                  /* bytes, 1 MiB */
+    int64_t request_timeout_ms;          /* 30s */
+    int metrics_public;                  /* 1: /metrics needs no token */
+    bt_config_api_rate_limit rate_limit; /* per token (per client address without auth) */
 } bt_config_server;
 
 typedef struct bt_config_store {
@@ -128,6 +145,19 @@ typedef struct bt_config_prices {
     size_t len, cap;
 } bt_config_prices;
 
+/* A circuit breaker's settings; in an agent's entry 0 = the resilience section's. */
+typedef struct bt_config_breaker {
+    int64_t failure_threshold;   /* consecutive failures that open it */
+    int64_t recovery_timeout_ms; /* open this long, then one probe call (half-open) */
+} bt_config_breaker;
+
+/* Where an agent's model runs, for offline mode. */
+typedef enum bt_agent_locality {
+    BT_LOCALITY_AUTO = 0, /* derived: ollama, replay, loopback/private base_url = local */
+    BT_LOCALITY_LOCAL,
+    BT_LOCALITY_REMOTE,
+} bt_agent_locality;
+
 typedef struct bt_config_agent {
     char *name; /* the map key */
     bt_agent_type type;
@@ -146,11 +176,64 @@ typedef struct bt_config_agent {
     int64_t max_output; /* tokens; 0 = provider default */
     char *file;         /* replay: recording to play back */
     double speed;       /* replay: 1 = recorded pace, 10 = ten times faster, 0 = instant */
+    char *provider;     /* whose limits apply; NULL = derived from type/preset (see
+                         * docs/resilience.md: claude -> anthropic, codex -> openai...) */
+    int local;          /* bt_agent_locality */
+    bt_config_rate_limit rate_limit;
+    bt_config_breaker circuit_breaker;
 } bt_config_agent;
 typedef struct bt_config_agents {
     bt_config_agent *items;
     size_t len, cap;
 } bt_config_agents;
+
+/* A provider (an account whose limits several agents share). */
+typedef struct bt_config_provider {
+    char *name; /* the map key: openai, anthropic, google, github, ollama... */
+    int64_t requests, tokens, per_ms; /* as bt_config_rate_limit */
+    char *probe_url; /* the offline detector's probe; NULL = the built-in for the name */
+} bt_config_provider;
+typedef struct bt_config_providers {
+    bt_config_provider *items;
+    size_t len, cap;
+} bt_config_providers;
+
+typedef struct bt_config_resilience {
+    bt_config_breaker circuit_breaker; /* defaults for every agent: 5, 60s */
+    int64_t stats_window;              /* calls per agent kept for statistics: 100 */
+    int64_t stats_max_age_ms;          /* older calls are not counted: 24h */
+} bt_config_resilience;
+
+typedef enum bt_offline_mode {
+    BT_OFFLINE_AUTO = 0, /* probes decide */
+    BT_OFFLINE_ON,       /* forced offline (--offline, $BATON_OFFLINE=1) */
+    BT_OFFLINE_OFF,      /* never offline */
+} bt_offline_mode;
+
+typedef struct bt_config_offline {
+    int mode;                  /* bt_offline_mode; auto | $BATON_OFFLINE */
+    int64_t probe_interval_ms; /* 60s; 0 = probe only at start-up */
+    int64_t probe_timeout_ms;  /* 5s */
+} bt_config_offline;
+
+typedef struct bt_config_planner {
+    char *agent;             /* the agent asked for a plan; NULL = the healthiest */
+    double min_success_rate; /* agents below it are never planned: 0.6 (seed 004) */
+    int64_t min_calls;       /* fewer calls than this: rate unknown, agent eligible: 3 */
+    int64_t max_steps;       /* 8 */
+    int64_t timeout_ms;      /* the planning call: 5m */
+} bt_config_planner;
+
+typedef enum bt_lock_conflict {
+    BT_LOCK_WAIT = 0, /* the step waits (visible) for the paths */
+    BT_LOCK_FAIL,     /* the step fails at once */
+} bt_lock_conflict;
+
+typedef struct bt_config_locks {
+    int on_conflict;         /* bt_lock_conflict; wait */
+    int64_t wait_timeout_ms; /* give up waiting after: 30m */
+    int64_t ttl_ms;          /* a held lock expires unless renewed: 10m */
+} bt_config_locks;
 
 typedef struct bt_config_project {
     char *id; /* as written (map key or the <ID> of PROJECT_REPO_<ID>) */
@@ -309,6 +392,7 @@ typedef struct bt_config {
     bt_config_server server;
     bt_config_store store;
     bt_config_agents agents;
+    bt_config_providers providers;
     bt_config_prices prices;
     char *workflows_dir; /* workflows */
     char *personas_dir;  /* personas */
@@ -320,6 +404,10 @@ typedef struct bt_config {
     bt_config_mcp_servers mcp_servers;
     bt_config_notify notify;
     bt_config_budgets budgets;
+    bt_config_resilience resilience;
+    bt_config_offline offline;
+    bt_config_planner planner;
+    bt_config_locks locks;
     bt_config_log log;
     bt_config_worker worker;
     bt_config_workers workers;

@@ -2041,6 +2041,16 @@ static void on_run_created(void *ud, int rc, const bt_error *err, const bt_run *
         return;
     }
     memcpy(r->run_id, run->id, sizeof r->run_id);
+    if (bt_json_bool(r->state, "offline", 0)) {
+        /* say which workflow offline mode chose and why (baton run prints it) */
+        json_t *d = json_pack("{ss ss ss ss}", "run_id", r->run_id, "requested",
+                              bt_json_str(r->state, "requested_workflow", ""), "workflow",
+                              r->wf->id, "reason", bt_json_str(r->state, "offline_reason", ""));
+        json_object_set_new(d, "choice",
+                            json_string(bt_json_str(r->state, "offline_workflow", "")));
+        progress(r, "run.offline", json_incref(d));
+        emit(r, "run.offline", d);
+    }
     progress(r, "run.started",
              json_pack("{ss ss si}", "run_id", r->run_id, "workflow", r->wf->id, "max_iterations",
                        r->max_iterations));
@@ -2181,16 +2191,16 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     if (!wf)
         return bt_errorf(err, BT_ENOENT, "unknown workflow '%s' (see `baton workflows`)", wname);
     int offline = opts->offline || bt_json_bool(meta, "offline", 0);
-    if (offline) {
-        const char *alt = wf->offline ? wf->offline : "offline-default";
-        const bt_workflow *ow = bt_workflows_find(e->env.workflows, alt);
-        if (!ow)
-            return bt_errorf(err, BT_ENOENT,
-                             "offline mode: workflow %s has no offline variant and there is no "
-                             "'%s' workflow",
-                             wf->id, alt);
-        wf = ow;
+    const char *why_off = offline ? "offline mode was asked for" : NULL;
+    if (!offline && e->env.offline && e->env.offline(e->env.ud, &why_off)) {
+        offline = 1;
+        if (!why_off)
+            why_off = "the offline detector says so";
     }
+    char variant[512] = "";
+    const char *asked = wf->id;
+    if (offline)
+        wf = bt_workflow_offline_variant(e->env.workflows, wf, variant, sizeof variant);
     if (wf->missing)
         return bt_errorf(err, BT_EUNAVAIL, "workflow %s cannot run: %s", wf->id, wf->missing);
     const json_t *given = opts->inputs ? opts->inputs : json_object_get(meta, "inputs");
@@ -2224,6 +2234,11 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     r->state =
         json_pack("{ss ss* si sb ss}", "workflow", wf->id, "digest", wf->digest, "max_iterations",
                   r->max_iterations, "offline", offline, "workspace", r->workspace);
+    if (offline) {
+        json_object_set_new(r->state, "offline_reason", json_string(why_off));
+        json_object_set_new(r->state, "offline_workflow", json_string(variant));
+        json_object_set_new(r->state, "requested_workflow", json_string(asked));
+    }
     uv_timer_init(e->env.loop, &r->timer);
     uv_timer_init(e->env.loop, &r->flush);
     r->timer.data = r->flush.data = r;

@@ -54,6 +54,7 @@ typedef struct bt_store bt_store;
 typedef struct bt_agents bt_agents;
 typedef struct bt_http_client bt_http_client;
 typedef struct bt_workflows bt_workflows;
+typedef struct bt_resil bt_resil;
 typedef struct bt_task bt_task;
 typedef struct bt_run bt_run;
 typedef struct bt_step bt_step;
@@ -73,6 +74,14 @@ typedef struct bt_engine_env {
     bt_log *log; /* may be NULL */
     bt_agents *(*agents)(void *ud);
     bt_http_client *(*http)(void *ud);
+    /* Every agent step goes through this (breakers, rate limits, fallback chains;
+     * core/resilience.h). NULL: the engine makes its own over agents(ud) when it first
+     * needs one (then the agent set must not change while the engine lives). */
+    bt_resil *resil;
+    /* Is the process offline now (the offline detector, core/offline.h)? Returns 1 and
+     * sets *reason (borrowed for the call) when it is. NULL = never offline unless the
+     * run asks for it. */
+    int (*offline)(void *ud, const char **reason);
     void *ud;
 } bt_engine_env;
 
@@ -98,14 +107,17 @@ typedef void (*bt_engine_done_fn)(bt_engine *e, const bt_engine_result *r, void 
 typedef void (*bt_engine_progress_fn)(bt_engine *e, const char *kind, const json_t *data, void *ud);
 
 typedef struct bt_engine_run_opts {
-    const char *workflow;      /* NULL = task->workflow, else "default" */
-    const json_t *inputs;      /* NULL = task->meta.inputs (object) */
-    int max_iterations;        /* 0 = the workflow's */
-    int offline;               /* use the workflow's offline variant (else offline-default) */
-    const char *workspace;     /* directory steps run in; NULL = workspace.root/<identifier>
-                                * (created) */
-    const char *owner;         /* lease owner, for events; may be NULL */
-    bt_engine_done_fn on_done; /* required */
+    const char *workflow;              /* NULL = task->workflow, else "default" */
+    const json_t *inputs;              /* NULL = task->meta.inputs (object) */
+    int max_iterations;                /* 0 = the workflow's */
+    int offline;                       /* run offline: the workflow's offline variant, else
+                                        * offline-default, else local agents only
+                                        * (bt_workflow_offline_variant); also when the task's meta
+                                        * says offline or env.offline says so */
+    const char *workspace;             /* directory steps run in; NULL = workspace.root/<identifier>
+                                        * (created) */
+    const char *owner;                 /* lease owner, for events; may be NULL */
+    bt_engine_done_fn on_done;         /* required */
     bt_engine_progress_fn on_progress; /* may be NULL */
     void *ud;
 } bt_engine_run_opts;

@@ -2960,6 +2960,34 @@ int bt_workflows_load(const bt_config *cfg, const bt_workflows_opts *opts, bt_wo
     return rc;
 }
 
+const bt_workflow *bt_workflow_offline_variant(const bt_workflows *set, const bt_workflow *w,
+                                               char *why, size_t n)
+{
+    const char *alt = w->offline ? w->offline : "offline-default";
+    const bt_workflow *v = strcmp(alt, w->id) == 0 ? w : bt_workflows_find(set, alt);
+    if (v == w) {
+        if (why)
+            snprintf(why, n, "workflow %s is its own offline variant", w->id);
+        return w;
+    }
+    if (v && !v->missing) {
+        if (why)
+            snprintf(why, n, "workflow %s instead of %s", v->id, w->id);
+        return v;
+    }
+    if (why) {
+        if (v)
+            snprintf(why, n,
+                     "workflow %s with local agents only (its offline variant %s cannot "
+                     "run: %s)",
+                     w->id, v->id, v->missing);
+        else
+            snprintf(why, n, "workflow %s with local agents only (no offline variant '%s')", w->id,
+                     alt);
+    }
+    return w;
+}
+
 int bt_workflows_add_string(bt_workflows *set, const bt_config *cfg, const char *name,
                             const char *text, size_t len, bt_config_problems *probs, bt_error *err)
 {

@@ -347,6 +347,18 @@ typedef struct bt_lock {
     int64_t expires_at;
 } bt_lock;
 
+/* One agent call as the resilience layer records it (agent statistics, circuit
+ * breaker history; core/resilience.h). Appended once per call when it ends. */
+typedef struct bt_agent_call {
+    char *agent;       /* configured agent name */
+    char *outcome;     /* "success" | "failure" | "cancelled" */
+    char *error_class; /* "transient" | "permanent" | "timeout"; NULL on success/cancel */
+    int64_t duration_ms;
+    int64_t tokens;              /* tokens in + out; 0 = unknown */
+    int64_t at;                  /* wall ms when the call ended */
+    char task_id[BT_ID_LEN + 1]; /* "" when not for a task */
+} bt_agent_call;
+
 /* ---------------------------------------------------------------------------------
  * Callbacks. rc is 0 or a negative BT_E* code; err is non-NULL exactly when rc != 0.
  */
@@ -380,6 +392,9 @@ typedef void (*bt_store_approvals_cb)(void *ud, int rc, const bt_error *err,
                                       bt_approval *const *list, size_t n);
 /* spend is NULL when rc != 0. */
 typedef void (*bt_store_spend_cb)(void *ud, int rc, const bt_error *err, const bt_spend *spend);
+/* calls grouped by agent (agents in name order), each agent's oldest first. */
+typedef void (*bt_store_agent_calls_cb)(void *ud, int rc, const bt_error *err,
+                                        bt_agent_call *const *calls, size_t n);
 /* Lock acquisition: rc BT_ECONFLICT with `holder` describing the conflicting lock. */
 typedef void (*bt_store_lock_cb)(void *ud, int rc, const bt_error *err, const bt_lock *holder);
 
@@ -555,6 +570,15 @@ void bt_store_lock_acquire(bt_store *s, const char *repo, const char *const *pat
 void bt_store_lock_release(bt_store *s, const char *repo, const char *owner, bt_store_count_cb cb,
                            void *ud);
 
+/* Agent calls (statistics). Append one (agent, outcome and at required). */
+void bt_store_agent_call_add(bt_store *s, const bt_agent_call *c, bt_store_done_cb cb, void *ud);
+/* The most recent calls of every agent: at most per_agent (>= 1) of each, ended at or
+ * after since_ms (0 = any time). */
+void bt_store_agent_calls(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
+                          void *ud);
+/* Delete calls that ended before before_ms; count = rows deleted. */
+void bt_store_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
+
 /* Free helpers for copies made by callers. NULL is a no-op. */
 void bt_run_free(bt_run *r);
 bt_run *bt_run_dup(const bt_run *r);
@@ -567,6 +591,7 @@ bt_event *bt_event_dup(const bt_event *e);
 void bt_worker_free(bt_worker *w);
 bt_worker *bt_worker_dup(const bt_worker *w);
 json_t *bt_worker_to_json(const bt_worker *w);
+void bt_agent_call_free(bt_agent_call *c);
 void bt_approval_free(bt_approval *a);
 bt_approval *bt_approval_dup(const bt_approval *a);
 json_t *bt_approval_to_json(const bt_approval *a);
