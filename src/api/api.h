@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 
+#include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -25,6 +26,7 @@ typedef struct bt_http_server bt_http_server;
 typedef struct bt_http_client bt_http_client;
 typedef struct bt_agents bt_agents;
 typedef struct bt_workflows bt_workflows;
+typedef struct bt_resil bt_resil;
 
 #define BT_API_MAX_CLEANUPS 16
 
@@ -44,7 +46,14 @@ struct bt_api {
      * idle daemon never loads libcurl); NULL functions or results mean "none". */
     bt_agents *(*agents)(struct bt_api *api);
     bt_http_client *(*http_client)(struct bt_api *api);
-    void *app; /* the app's own pointer, for the two functions above */
+    /* The resilience wrapper (breakers, limits, statistics; core/resilience.h), built with
+     * the agents; NULL function or result = none. */
+    bt_resil *(*resil)(struct bt_api *api);
+    /* The offline detector's state for /api/status (core/offline.h): a new reference
+     * {"mode": "online"|"offline", "reason", "forced", "checked_at", "probes": [...]}, or
+     * NULL when there is no detector. */
+    json_t *(*offline_status)(struct bt_api *api);
+    void *app; /* the app's own pointer, for the functions above */
     /* Hooks run once when shutdown begins (bt_api_stop): groups cancel their work. */
     struct {
         void (*fn)(void *ud);
