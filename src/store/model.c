@@ -1,7 +1,7 @@
 /*
  * model.c - the store's value types, shared by every backend: status names and
  * parsing, the task state machine table, and deep copy / free / JSON rendering of
- * tasks, runs, steps, events, workers and approvals.
+ * tasks, runs, steps, events, workers and approvals; freeing agent calls.
  *
  * JSON renderings are what the API serves: timestamps become ISO-8601 UTC strings
  * (null when 0 = never), an unset priority is null, and owned JSON members are copied
@@ -456,4 +456,17 @@ json_t *bt_approval_to_json(const bt_approval *a)
     json_object_set_new(o, "created_at", jts(a->created_at));
     json_object_set_new(o, "decided_at", jts(a->decided_at));
     return o;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Agent calls.
+ */
+void bt_agent_call_free(bt_agent_call *c)
+{
+    if (!c)
+        return;
+    free(c->agent);
+    free(c->outcome);
+    free(c->error_class);
+    free(c);
 }

@@ -494,6 +494,28 @@ static void deliver_spend(bt_pg *pg, pg_op *op)
     ((bt_store_spend_cb)op->cb)(op->ud, op->rc, ERRP(op), op->rc ? NULL : &sp);
 }
 
+static void deliver_calls(bt_pg *pg, pg_op *op)
+{
+    const json_t *arr = op->rc ? NULL : json_object_get(op->res, "calls");
+    size_t n = json_array_size(arr);
+    bt_agent_call **v = bt_xcalloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(arr, i);
+        bt_agent_call *c = v[i] = bt_xcalloc(1, sizeof *c);
+        c->agent = jdupstr(o, "agent");
+        c->outcome = jdupstr(o, "outcome");
+        c->error_class = jdupstr(o, "error_class");
+        c->duration_ms = jint(o, "duration_ms");
+        c->tokens = jint(o, "tokens");
+        c->at = jint(o, "at");
+        jcopyid(c->task_id, o, "task_id");
+    }
+    ((bt_store_agent_calls_cb)op->cb)(op->ud, op->rc, ERRP(op), v, n);
+    for (size_t i = 0; i < n; i++)
+        bt_agent_call_free(v[i]);
+    free(v);
+}
+
 static void deliver_run(bt_pg *pg, pg_op *op)
 {
     bt_run *r = op->rc ? NULL : run_from(json_object_get(op->res, "run"));
@@ -1858,6 +1880,47 @@ static void pg_lock_release(bt_store *s, const char *repo, const char *owner, bt
     submit(pg, op, a);
 }
 
+static void pg_agent_call_add(bt_store *s, const bt_agent_call *c, bt_store_done_cb cb, void *ud)
+{
+    bt_pg *pg = PG(s);
+    pg_op *op = op_new("bt_agent_call_add", true, deliver_done, CB(cb), ud);
+    bt_error err = BT_ERROR_INIT;
+    if (bt_store__check_agent_call(c, &err)) {
+        submit_error(pg, op, &err);
+        return;
+    }
+    json_t *a = json_pack("{ss ss sI sI sI}", "agent", c->agent, "outcome", c->outcome,
+                          "duration_ms", (json_int_t)c->duration_ms, "tokens",
+                          (json_int_t)c->tokens, "at", (json_int_t)c->at);
+    if (c->error_class && *c->error_class)
+        set_str(a, "error_class", c->error_class);
+    if (c->task_id[0])
+        set_str(a, "task_id", c->task_id);
+    submit(pg, op, a);
+}
+
+static void pg_agent_calls(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
+                           void *ud)
+{
+    bt_pg *pg = PG(s);
+    pg_op *op = op_new("bt_agent_calls", false, deliver_calls, CB(cb), ud);
+    if (per_agent < 1) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "agent calls: per_agent must be at least 1 (got %d)", per_agent);
+        submit_errorf(pg, op, BT_EINVAL, msg);
+        return;
+    }
+    submit(pg, op,
+           json_pack("{sI si}", "since", (json_int_t)(since_ms > 0 ? since_ms : 0), "per_agent",
+                     per_agent));
+}
+
+static void pg_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    submit(PG(s), op_new("bt_agent_calls_prune", true, deliver_count, CB(cb), ud),
+           json_pack("{sI}", "before", (json_int_t)before_ms));
+}
+
 static int pg_connections(const bt_store *s)
 {
     const bt_pg *pg = (const bt_pg *)s;
@@ -1967,6 +2030,9 @@ static const bt_store_vtable pg_vtable = {
     .approval_decide = pg_approval_decide,
     .lock_acquire = pg_lock_acquire,
     .lock_release = pg_lock_release,
+    .agent_call_add = pg_agent_call_add,
+    .agent_calls = pg_agent_calls,
+    .agent_calls_prune = pg_agent_calls_prune,
 };
 
 /* ---------------------------------------------------------------------------------

@@ -179,6 +179,19 @@ static const char *const migrations[] = {
      * never touch it; steps_finished changes once per step, when it finishes. */
     "CREATE INDEX tasks_project ON tasks(project) WHERE project IS NOT NULL;"
     "CREATE INDEX steps_finished ON steps(finished_at);",
+    /* 4: agent calls (resilience statistics and breaker history, bt_store_agent_call_add).
+     * agent_calls_agent_at serves the per-agent "most recent N" read (a skip scan over
+     * the agents, then a backward range per agent) and nothing else; prune scans. */
+    "CREATE TABLE agent_calls ("
+    " id INTEGER PRIMARY KEY,"
+    " agent TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " error_class TEXT,"
+    " duration_ms INTEGER NOT NULL DEFAULT 0,"
+    " tokens INTEGER NOT NULL DEFAULT 0,"
+    " at INTEGER NOT NULL,"
+    " task_id TEXT);"
+    "CREATE INDEX agent_calls_agent_at ON agent_calls(agent, at);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -207,6 +220,7 @@ enum {
     K_APPROVALS,
     K_LOCK,
     K_SPEND,
+    K_CALLS,
 };
 
 typedef void (*anycb)(void);
@@ -551,6 +565,10 @@ static void done_free(sq_done *d)
         for (size_t i = 0; i < d->n; i++)
             bt_approval_free(d->items[i]);
         break;
+    case K_CALLS:
+        for (size_t i = 0; i < d->n; i++)
+            bt_agent_call_free(d->items[i]);
+        break;
     case K_LOCK: {
         bt_lock *l = d->one;
         if (l) {
@@ -630,6 +648,9 @@ static void done_fire(sq_done *d)
         break;
     case K_SPEND:
         ((bt_store_spend_cb)d->cb)(ud, rc, e, rc ? NULL : &d->spend);
+        break;
+    case K_CALLS:
+        ((bt_store_agent_calls_cb)d->cb)(ud, rc, e, (bt_agent_call *const *)d->items, d->n);
         break;
     default:
         break;
@@ -2106,7 +2127,7 @@ static void sq_task_stats(bt_store *s, bt_store_stats_cb cb, void *ud)
 }
 
 /* A counted DELETE (or other write) in its own savepoint. */
-static void counted_write(sq_store *q, const char *sql, int64_t arg, bool has_arg,
+static void counted_write(sq_store *q, const char *sql, int64_t arg, bool has_arg, const char *what,
                           bt_store_count_cb cb, void *ud)
 {
     sq_done d = {.kind = K_COUNT, .write = true, .cb = (anycb)cb, .ud = ud};
@@ -2121,7 +2142,7 @@ static void counted_write(sq_store *q, const char *sql, int64_t arg, bool has_ar
             int src = sqlite3_step(st);
             sqlite3_reset(st);
             if (src != SQLITE_DONE)
-                rc = sq_fail(q, &d.err, src, "deleting tasks");
+                rc = sq_fail(q, &d.err, src, what);
             else
                 d.count = sqlite3_changes(q->db);
         }
@@ -2143,12 +2164,13 @@ static void sq_cleanup_stale(bt_store *s, int64_t max_age_ms, bt_store_count_cb 
     counted_write(q,
                   "DELETE FROM tasks WHERE status IN ('completed','failed','cancelled') AND "
                   "finished_at < ?1",
-                  bt_store__now(s) - max_age_ms, true, cb, ud);
+                  bt_store__now(s) - max_age_ms, true, "deleting tasks", cb, ud);
 }
 
 static void sq_clear_completed(bt_store *s, bt_store_count_cb cb, void *ud)
 {
-    counted_write((sq_store *)s, "DELETE FROM tasks WHERE status = 'completed'", 0, false, cb, ud);
+    counted_write((sq_store *)s, "DELETE FROM tasks WHERE status = 'completed'", 0, false,
+                  "deleting tasks", cb, ud);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -3268,6 +3290,98 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------
+ * Agent calls (resilience statistics).
+ */
+static void sq_agent_call_add(bt_store *s, const bt_agent_call *c, bt_store_done_cb cb, void *ud)
+{
+    sq_store *q = (sq_store *)s;
+    sq_done d = {.kind = K_DONE, .write = true, .cb = (anycb)cb, .ud = ud};
+    int rc = bt_store__check_agent_call(c, &d.err);
+    if (rc || (rc = sq_wbegin(q, &d.err)))
+        goto out;
+    sqlite3_stmt *st = sq_prep(q,
+                               "INSERT INTO agent_calls(agent, outcome, error_class, duration_ms, "
+                               "tokens, at, task_id) VALUES(?,?,?,?,?,?,?)",
+                               &d.err);
+    if (!st) {
+        rc = d.err.code;
+    } else {
+        b_text(st, 1, c->agent);
+        b_text(st, 2, c->outcome);
+        b_text(st, 3, c->error_class && *c->error_class ? c->error_class : NULL);
+        sqlite3_bind_int64(st, 4, c->duration_ms);
+        sqlite3_bind_int64(st, 5, c->tokens);
+        sqlite3_bind_int64(st, 6, c->at);
+        b_text(st, 7, c->task_id[0] ? c->task_id : NULL);
+        int src = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (src != SQLITE_DONE)
+            rc = sq_fail(q, &d.err, src, "recording an agent call");
+    }
+    sq_wend(q, rc);
+out:
+    d.rc = rc;
+    sq_push(q, &d);
+}
+
+/* The agents are found by a skip scan of agent_calls_agent_at (min(agent) above the
+ * previous one), and each agent's newest per_agent calls by a backward range scan of the
+ * same index: the cost is agents x per_agent, not the size of the table. */
+static void sq_agent_calls(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
+                           void *ud)
+{
+    sq_store *q = (sq_store *)s;
+    sq_done d = {.kind = K_CALLS, .cb = (anycb)cb, .ud = ud};
+    if (per_agent < 1) {
+        d.rc = bt_errorf(&d.err, BT_EINVAL, "agent calls: per_agent must be at least 1 (got %d)",
+                         per_agent);
+        sq_push(q, &d);
+        return;
+    }
+    sqlite3_stmt *st = sq_prep(
+        q,
+        "WITH RECURSIVE ag(a) AS (SELECT min(agent) FROM agent_calls UNION ALL "
+        "SELECT (SELECT min(agent) FROM agent_calls WHERE agent > ag.a) FROM ag "
+        "WHERE ag.a IS NOT NULL) "
+        "SELECT c.agent, c.outcome, c.error_class, c.duration_ms, c.tokens, c.at, c.task_id "
+        "FROM ag JOIN agent_calls c ON c.id IN (SELECT id FROM agent_calls WHERE agent = ag.a "
+        "AND at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2) ORDER BY c.agent, c.at, c.id",
+        &d.err);
+    if (!st) {
+        d.rc = d.err.code;
+        sq_push(q, &d);
+        return;
+    }
+    sqlite3_bind_int64(st, 1, since_ms > 0 ? since_ms : INT64_MIN);
+    sqlite3_bind_int(st, 2, per_agent);
+    BT_VEC(void *) v = {0};
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bt_agent_call *c = bt_xcalloc(1, sizeof *c);
+        c->agent = c_str(st, 0);
+        c->outcome = c_str(st, 1);
+        c->error_class = c_str(st, 2);
+        c->duration_ms = sqlite3_column_int64(st, 3);
+        c->tokens = sqlite3_column_int64(st, 4);
+        c->at = sqlite3_column_int64(st, 5);
+        c_id(st, 6, c->task_id);
+        bt_vec_push(&v, c);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        d.rc = sq_fail(q, &d.err, rc, "reading agent calls");
+    d.items = v.items;
+    d.n = v.len;
+    sq_push(q, &d);
+}
+
+static void sq_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    counted_write((sq_store *)s, "DELETE FROM agent_calls WHERE at < ?1", before_ms, true,
+                  "pruning agent calls", cb, ud);
+}
+
+/* ---------------------------------------------------------------------------------
  * Flush, close, open.
  */
 static void sq_flush(bt_store *s, bt_store_done_cb cb, void *ud)
@@ -3362,6 +3476,9 @@ static const bt_store_vtable sqlite_vt = {
     .approval_decide = sq_approval_decide,
     .lock_acquire = sq_lock_acquire,
     .lock_release = sq_lock_release,
+    .agent_call_add = sq_agent_call_add,
+    .agent_calls = sq_agent_calls,
+    .agent_calls_prune = sq_agent_calls_prune,
 };
 
 /* Applies missing migrations, each in its own IMMEDIATE transaction (so two processes

@@ -148,6 +148,23 @@ int bt_store__check_claim(const bt_claim_opts *o, bt_error *err)
     return 0;
 }
 
+int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err)
+{
+    if (!c)
+        return bt_errorf(err, BT_EINVAL, "no agent call to record");
+    if (!c->agent || !*c->agent)
+        return bt_errorf(err, BT_EINVAL, "an agent call needs the agent's name");
+    if (!c->outcome || !*c->outcome)
+        return bt_errorf(err, BT_EINVAL,
+                         "an agent call needs an outcome (success, failure or cancelled)");
+    if (c->at <= 0)
+        return bt_errorf(err, BT_EINVAL, "an agent call needs the time it ended (at, wall ms)");
+    if (c->duration_ms < 0 || c->tokens < 0)
+        return bt_errorf(err, BT_EINVAL,
+                         "an agent call's duration and tokens must not be negative");
+    return 0;
+}
+
 int bt_store_open(uv_loop_t *loop, const char *url, const bt_store_options *opts, bt_store **out,
                   bt_error *err)
 {
@@ -279,6 +296,9 @@ TRAMPOLINE(tr_approval, bt_store_approval_cb,
            (void *ud, int rc, const bt_error *err, const bt_approval *a), (cud, rc, err, a))
 TRAMPOLINE(tr_approvals, bt_store_approvals_cb,
            (void *ud, int rc, const bt_error *err, bt_approval *const *v, size_t n),
+           (cud, rc, err, v, n))
+TRAMPOLINE(tr_calls, bt_store_agent_calls_cb,
+           (void *ud, int rc, const bt_error *err, bt_agent_call *const *v, size_t n),
            (cud, rc, err, v, n))
 TRAMPOLINE(tr_lock, bt_store_lock_cb, (void *ud, int rc, const bt_error *err, const bt_lock *l),
            (cud, rc, err, l))
@@ -490,4 +510,20 @@ void bt_store_lock_release(bt_store *s, const char *repo, const char *owner, bt_
 {
     TIMED("lock_release", tr_count);
     s->vt->lock_release(s, repo, owner, cb, ud);
+}
+void bt_store_agent_call_add(bt_store *s, const bt_agent_call *c, bt_store_done_cb cb, void *ud)
+{
+    TIMED("agent_call_add", tr_done);
+    s->vt->agent_call_add(s, c, cb, ud);
+}
+void bt_store_agent_calls(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
+                          void *ud)
+{
+    TIMED("agent_calls", tr_calls);
+    s->vt->agent_calls(s, since_ms, per_agent, cb, ud);
+}
+void bt_store_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    TIMED("agent_calls_prune", tr_count);
+    s->vt->agent_calls_prune(s, before_ms, cb, ud);
 }

@@ -72,7 +72,10 @@ typedef struct bt_store_vtable {
                          const char *owner, int64_t ttl_ms, bt_store_lock_cb cb, void *ud);
     void (*lock_release)(bt_store *s, const char *repo, const char *owner, bt_store_count_cb cb,
                          void *ud);
-
+    void (*agent_call_add)(bt_store *s, const bt_agent_call *c, bt_store_done_cb cb, void *ud);
+    void (*agent_calls)(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
+                        void *ud);
+    void (*agent_calls_prune)(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
 } bt_store_vtable;
 
 #define BT_STORE_MAX_SUBSCRIBERS 64
@@ -106,6 +109,7 @@ char *bt_store__new_id(bt_store *s, char out[BT_ID_LEN + 1]);
 /* Input checks shared by the backends; 0 or BT_EINVAL with a message. */
 int bt_store__check_task_input(const bt_task_input *in, bt_error *err);
 int bt_store__check_claim(const bt_claim_opts *o, bt_error *err);
+int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err);
 
 /* Backends. */
 int bt_store_sqlite_open(uv_loop_t *loop, const char *path, const bt_store_options *opts,

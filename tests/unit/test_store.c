@@ -1743,6 +1743,177 @@ static void test_sqlite_creates_directory(void **state)
 }
 
 /* ---------------------------------------------------------------------------------
+ * Agent calls (resilience statistics).
+ */
+typedef struct calls_res {
+    int called;
+    int rc;
+    bt_error err;
+    char text[1024]; /* "agent:outcome:class:duration:tokens:at-T0:task|..." */
+    size_t n;
+} calls_res;
+
+static void cb_calls(void *ud, int rc, const bt_error *err, bt_agent_call *const *calls, size_t n)
+{
+    calls_res *r = ud;
+    assert_int_equal(r->called, 0);
+    r->called = 1;
+    r->rc = rc;
+    if (rc) {
+        assert_non_null(err);
+        r->err = *err;
+    }
+    r->n = n;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bt_agent_call *c = calls[i];
+        len += (size_t)snprintf(
+            r->text + len, sizeof r->text - len, "%s%s:%s:%s:%lld:%lld:%lld:%s", i ? "|" : "",
+            c->agent, c->outcome, c->error_class ? c->error_class : "-", (long long)c->duration_ms,
+            (long long)c->tokens, (long long)(c->at - T0), c->task_id[0] ? c->task_id : "-");
+        assert_true(len < sizeof r->text);
+    }
+}
+
+static int call_add(fx *f, const char *agent, const char *outcome, const char *cls, int64_t at,
+                    const char *task_id)
+{
+    bt_agent_call c = {.agent = (char *)agent,
+                       .outcome = (char *)outcome,
+                       .error_class = (char *)cls,
+                       .duration_ms = at >= T0 ? 100 + (at - T0) : 50,
+                       .tokens = 7,
+                       .at = at};
+    if (task_id)
+        snprintf(c.task_id, sizeof c.task_id, "%s", task_id);
+    res r = {0};
+    bt_store_agent_call_add(f->s, &c, cb_done, &r);
+    wait_for(f, &r);
+    return r.rc;
+}
+
+static calls_res do_calls(fx *f, int64_t since_ms, int per_agent)
+{
+    calls_res r = {0};
+    bt_store_agent_calls(f->s, since_ms, per_agent, cb_calls, &r);
+    assert_int_equal(r.called, 0);
+    for (int i = 0; i < 100000 && !r.called; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r.called, 1);
+    return r;
+}
+
+/* bt_store_agent_call_add / _calls / _calls_prune: the newest per_agent calls of every
+ * agent at or after since, agents in byte order, each agent's oldest first; invalid
+ * calls are refused and write nothing; prune counts what it deletes. */
+static void test_agent_calls(void **state)
+{
+    fx *f = *state;
+    calls_res r = do_calls(f, 0, 10); /* empty: no rows, no error */
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.n, 0);
+
+    assert_int_equal(call_add(f, "codex", "success", NULL, T0 + 1, "01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+                     0);
+    assert_int_equal(call_add(f, "codex", "failure", "transient", T0 + 2, NULL), 0);
+    assert_int_equal(call_add(f, "codex", "success", NULL, T0 + 3, NULL), 0);
+    assert_int_equal(call_add(f, "codex", "failure", "timeout", T0 + 4, NULL), 0);
+    assert_int_equal(call_add(f, "claude", "cancelled", NULL, T0 + 10, NULL), 0);
+    assert_int_equal(call_add(f, "claude", "failure", "permanent", T0 + 20, NULL), 0);
+    assert_int_equal(call_add(f, "aider", "success", NULL, T0 - 1000, NULL), 0);
+    /* Upper case sorts before lower case (byte order on both backends). */
+    assert_int_equal(call_add(f, "Zed", "success", NULL, T0 + 5, NULL), 0);
+    /* Two calls ending in the same millisecond: the later-recorded one is the newer. */
+    assert_int_equal(call_add(f, "Zed", "failure", "transient", T0 + 5, NULL), 0);
+
+    r = do_calls(f, 0, 100);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.n, 9);
+    assert_string_equal(r.text, "Zed:success:-:105:7:5:-|Zed:failure:transient:105:7:5:-|"
+                                "aider:success:-:50:7:-1000:-|"
+                                "claude:cancelled:-:110:7:10:-|claude:failure:permanent:120:7:20:-|"
+                                "codex:success:-:101:7:1:01ARZ3NDEKTSV4RRFFQ69G5FAV|"
+                                "codex:failure:transient:102:7:2:-|codex:success:-:103:7:3:-|"
+                                "codex:failure:timeout:104:7:4:-");
+
+    /* per_agent: the most recent ones of each agent, still oldest first. */
+    r = do_calls(f, 0, 2);
+    assert_int_equal(r.n, 7);
+    assert_string_equal(r.text, "Zed:success:-:105:7:5:-|Zed:failure:transient:105:7:5:-|"
+                                "aider:success:-:50:7:-1000:-|"
+                                "claude:cancelled:-:110:7:10:-|claude:failure:permanent:120:7:20:-|"
+                                "codex:success:-:103:7:3:-|codex:failure:timeout:104:7:4:-");
+    r = do_calls(f, 0, 1);
+    assert_int_equal(r.n, 4);
+    assert_string_equal(r.text,
+                        "Zed:failure:transient:105:7:5:-|aider:success:-:50:7:-1000:-|"
+                        "claude:failure:permanent:120:7:20:-|codex:failure:timeout:104:7:4:-");
+
+    /* since: at or after the bound (inclusive); an agent with nothing left is absent. */
+    r = do_calls(f, T0 + 3, 100);
+    assert_int_equal(r.n, 6);
+    assert_string_equal(r.text, "Zed:success:-:105:7:5:-|Zed:failure:transient:105:7:5:-|"
+                                "claude:cancelled:-:110:7:10:-|claude:failure:permanent:120:7:20:-|"
+                                "codex:success:-:103:7:3:-|codex:failure:timeout:104:7:4:-");
+    r = do_calls(f, T0 + 20, 100);
+    assert_string_equal(r.text, "claude:failure:permanent:120:7:20:-");
+    r = do_calls(f, T0 + 21, 100);
+    assert_int_equal(r.n, 0);
+
+    /* Bad input: refused with BT_EINVAL and nothing written. */
+    assert_int_equal(call_add(f, NULL, "success", NULL, T0 + 30, NULL), BT_EINVAL);
+    assert_int_equal(call_add(f, "", "success", NULL, T0 + 30, NULL), BT_EINVAL);
+    assert_int_equal(call_add(f, "codex", NULL, NULL, T0 + 30, NULL), BT_EINVAL);
+    assert_int_equal(call_add(f, "codex", "", NULL, T0 + 30, NULL), BT_EINVAL);
+    assert_int_equal(call_add(f, "codex", "success", NULL, 0, NULL), BT_EINVAL);
+    res bad = {0};
+    bt_store_agent_call_add(f->s, NULL, cb_done, &bad);
+    wait_for(f, &bad);
+    assert_int_equal(bad.rc, BT_EINVAL);
+    assert_non_null(strstr(bad.err.msg, "agent call"));
+    r = do_calls(f, 0, 100);
+    assert_int_equal(r.n, 9);
+    r = do_calls(f, 0, 0);
+    assert_int_equal(r.rc, BT_EINVAL);
+    assert_non_null(strstr(r.err.msg, "per_agent"));
+
+    /* Read-your-writes: a read issued right after an add, in the same turn, sees it. */
+    bt_agent_call c = {.agent = "claude", .outcome = "success", .at = T0 + 30};
+    res add = {0};
+    bt_store_agent_call_add(f->s, &c, cb_done, &add);
+    calls_res rr = {0};
+    bt_store_agent_calls(f->s, T0 + 30, 5, cb_calls, &rr);
+    for (int i = 0; i < 100000 && !rr.called; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(add.called, 1);
+    assert_int_equal(add.rc, 0);
+    assert_string_equal(rr.text, "claude:success:-:0:0:30:-");
+
+    /* Prune: calls that ended before the bound go; the count says how many. */
+    res pr = {0};
+    bt_store_agent_calls_prune(f->s, T0 + 2, cb_count, &pr);
+    wait_for(f, &pr);
+    assert_int_equal(pr.rc, 0);
+    assert_int_equal(pr.count, 2); /* aider's and codex's first */
+    res_free(&pr);
+    bt_store_agent_calls_prune(f->s, T0 + 2, cb_count, &pr);
+    wait_for(f, &pr);
+    assert_int_equal(pr.count, 0);
+    res_free(&pr);
+    r = do_calls(f, 0, 100);
+    assert_int_equal(r.n, 8);
+    assert_null(strstr(r.text, "aider"));
+    assert_null(strstr(r.text, ":1:01ARZ"));
+
+    /* History survives a reopen. */
+    fx_close(f);
+    fx_open(f);
+    r = do_calls(f, 0, 1);
+    assert_string_equal(r.text, "Zed:failure:transient:105:7:5:-|claude:success:-:0:0:30:-|"
+                                "codex:failure:timeout:104:7:4:-");
+}
+
+/* ---------------------------------------------------------------------------------
  * The suite: every STORE_TESTS entry runs once per backend.
  */
 #define STORE_TESTS(X)                                                                             \
@@ -1764,6 +1935,7 @@ static void test_sqlite_creates_directory(void **state)
     X(test_workers)                                                                                \
     X(test_approvals)                                                                              \
     X(test_locks)                                                                                  \
+    X(test_agent_calls)                                                                            \
     X(test_callbacks_async_and_ordered)                                                            \
     X(test_reopen)
 
