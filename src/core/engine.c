@@ -31,11 +31,13 @@
 #include "obs/log.h"
 #include "store/store.h"
 #include "workspace/proc.h"
+#include "workspace/repo_id.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 extern char **environ;
 
@@ -113,6 +115,14 @@ struct rrun {
     uv_timer_t flush; /* agent output coalescing */
     int timers_init;
     bt_strbuf outbuf;
+
+    /* file-level locks of the step in progress (step `locks:`, docs/resilience.md) */
+    uv_timer_t lock_timer; /* retry while waiting; renewal while held */
+    int lock_timer_init;
+    int lock_wait;  /* waiting for another run's locks (the timer holds a ref) */
+    int locks_held; /* this run holds locks in lock_repo */
+    int64_t lock_wait_since;
+    char *lock_repo;
 
     int cancelled, interrupted, ended, done_called, freed;
     char *cancel_reason;
@@ -462,6 +472,11 @@ static void maybe_free(rrun *r)
         uv_close((uv_handle_t *)&r->timer, on_timer_closed);
         uv_close((uv_handle_t *)&r->flush, on_timer_closed);
     }
+    if (r->lock_timer_init) {
+        r->lock_timer_init = 0;
+        ref(r);
+        uv_close((uv_handle_t *)&r->lock_timer, on_timer_closed);
+    }
     if (r->refs > 0)
         return;
     r->freed = 1;
@@ -478,6 +493,7 @@ static void maybe_free(rrun *r)
     free(r->prompt);
     free(r->fallback_from);
     free(r->cancel_reason);
+    free(r->lock_repo);
     free(r->fail_now);
     free(r->final_error);
     free(r->final_status);
@@ -759,11 +775,14 @@ static void on_row_finished(void *ud, int rc, const bt_error *err, const bt_step
 }
 
 /* The action of the current step ended. */
+static void locks_release(rrun *r);
+
 static void step_done(rrun *r, step_out *o)
 {
     r->arun = NULL;
     r->proc = NULL;
     r->hcall = NULL;
+    locks_release(r);
     flush_output(r);
     if (r->interrupted && !r->cancelled) {
         /* leave the row running: the next start re-runs this step */
@@ -1734,6 +1753,190 @@ static void dispatch(rrun *r)
     }
 }
 
+/* ---- file-level locks (step `locks:`) ----
+ *
+ * A step that declares paths holds them in the store (bt_store_lock_acquire: all or
+ * none, overlapping paths of another owner in the same repository conflict) from before
+ * its action starts until it ends; the owner is the run, so a resumed run takes its own
+ * locks back. Held locks are renewed every ttl/3; a killed process's locks expire after
+ * locks.ttl. On a conflict the step waits (event step.waiting, retried every second, up
+ * to locks.wait_timeout) or, with locks.on_conflict: fail, fails at once (transient: a
+ * retry of the task may find the paths free). */
+
+#define LOCK_RETRY_MS 1000
+
+static void locks_try(rrun *r);
+
+static int64_t lock_ttl(const rrun *r)
+{
+    const bt_config *cfg = r->e->env.cfg;
+    return cfg && cfg->locks.ttl_ms > 0 ? cfg->locks.ttl_ms : 600000;
+}
+
+static void lock_timer_ensure(rrun *r)
+{
+    if (!r->lock_timer_init) {
+        uv_timer_init(r->e->env.loop, &r->lock_timer);
+        r->lock_timer.data = r;
+        r->lock_timer_init = 1;
+    }
+}
+
+/* The repository the run works on: its project's repo when configured, else the
+ * workspace's git origin (workspace/repo_id.h). */
+static const char *locks_repo(rrun *r)
+{
+    if (r->lock_repo)
+        return r->lock_repo;
+    const bt_config *cfg = r->e->env.cfg;
+    for (size_t i = 0; cfg && r->task->project && i < cfg->projects.len; i++) {
+        const bt_config_project *p = &cfg->projects.items[i];
+        if (p->repo && strcasecmp(p->id, r->task->project) == 0) {
+            bt_strbuf sb = BT_STRBUF_INIT;
+            bt_strbuf_addf(&sb, "project:%s", p->repo);
+            r->lock_repo = bt_strbuf_detach(&sb, NULL);
+            return r->lock_repo;
+        }
+    }
+    r->lock_repo = bt_repo_identity(r->workspace);
+    return r->lock_repo;
+}
+
+static void on_locks_released(void *ud, int rc, const bt_error *err, int64_t n)
+{
+    rrun *r = ud;
+    (void)n;
+    if (rc < 0)
+        logw(r, "cannot release file locks (they expire by themselves)", err ? err->msg : "");
+    unref(r);
+}
+
+static void locks_release(rrun *r)
+{
+    if (r->lock_timer_init)
+        uv_timer_stop(&r->lock_timer);
+    if (r->lock_wait) {
+        r->lock_wait = 0;
+        r->refs--; /* the waiting timer's */
+    }
+    if (!r->locks_held)
+        return;
+    r->locks_held = 0;
+    ref(r);
+    bt_store_lock_release(r->e->env.store, r->lock_repo, r->run_id, on_locks_released, r);
+}
+
+static void on_lock_renewed(void *ud, int rc, const bt_error *err, const bt_lock *holder)
+{
+    rrun *r = ud;
+    (void)holder;
+    if (rc < 0)
+        logw(r, "cannot renew file locks", err ? err->msg : "");
+    unref(r);
+}
+
+static void on_lock_timer(uv_timer_t *t)
+{
+    rrun *r = t->data;
+    if (r->lock_wait) {
+        r->lock_wait = 0;
+        unref(r);
+        if (!r->cancelled && !r->interrupted && !r->ended)
+            locks_try(r);
+        return;
+    }
+    if (r->locks_held) {
+        ref(r);
+        bt_store_lock_acquire(r->e->env.store, r->lock_repo, (const char *const *)r->step->locks,
+                              r->step->nlocks, r->run_id, lock_ttl(r), on_lock_renewed, r);
+    }
+}
+
+static void on_locks(void *ud, int rc, const bt_error *err, const bt_lock *holder)
+{
+    rrun *r = ud;
+    unref(r);
+    if (r->cancelled || r->interrupted) {
+        if (rc == 0)
+            r->locks_held = 1; /* released by step_done */
+        step_out o = {.status = BT_STEP_CANCELLED, .exit_code = -1};
+        step_done(r, &o);
+        return;
+    }
+    const bt_config *cfg = r->e->env.cfg;
+    if (rc == 0) {
+        r->locks_held = 1;
+        int64_t ttl = lock_ttl(r);
+        lock_timer_ensure(r);
+        uv_timer_start(&r->lock_timer, on_lock_timer, (uint64_t)(ttl / 3), (uint64_t)(ttl / 3));
+        uv_unref((uv_handle_t *)&r->lock_timer);
+        json_t *paths = json_array();
+        for (size_t i = 0; i < r->step->nlocks; i++)
+            json_array_append_new(paths, json_string(r->step->locks[i]));
+        json_t *d = json_pack(
+            "{ss so ss sI}", "step", r->key, "paths", paths, "repo", r->lock_repo, "waited_ms",
+            (json_int_t)(r->lock_wait_since ? bt_time_mono_ms() - r->lock_wait_since : 0));
+        progress(r, "step.locked", json_incref(d));
+        json_decref(d);
+        r->lock_wait_since = 0;
+        dispatch(r);
+        return;
+    }
+    if (rc != BT_ECONFLICT) {
+        fail_step(r, err ? err->msg : "cannot take the step's file locks", "transient");
+        return;
+    }
+    bt_strbuf m = BT_STRBUF_INIT;
+    bt_strbuf_addf(&m, "%s is locked by run %s",
+                   holder && holder->path && *holder->path ? holder->path : "the repository",
+                   holder && holder->owner ? holder->owner : "?");
+    int fail_fast = cfg && cfg->locks.on_conflict == BT_LOCK_FAIL;
+    int64_t limit = cfg && cfg->locks.wait_timeout_ms > 0 ? cfg->locks.wait_timeout_ms : 1800000;
+    int64_t now = bt_time_mono_ms();
+    if (fail_fast || (r->lock_wait_since && now - r->lock_wait_since >= limit)) {
+        bt_strbuf f = BT_STRBUF_INIT;
+        if (fail_fast)
+            bt_strbuf_addf(&f, "file locks: %s (locks.on_conflict is fail)", m.buf);
+        else
+            bt_strbuf_addf(&f, "file locks: gave up after waiting %llds: %s",
+                           (long long)(limit / 1000), m.buf);
+        r->lock_wait_since = 0;
+        fail_step(r, f.buf, "transient");
+        bt_strbuf_release(&f);
+        bt_strbuf_release(&m);
+        return;
+    }
+    if (!r->lock_wait_since) {
+        r->lock_wait_since = now;
+        json_t *paths = json_array();
+        for (size_t i = 0; i < r->step->nlocks; i++)
+            json_array_append_new(paths, json_string(r->step->locks[i]));
+        json_t *d = json_pack("{ss ss so ss ss ss}", "step", r->key, "reason", "lock", "paths",
+                              paths, "repo", r->lock_repo, "holder",
+                              holder && holder->owner ? holder->owner : "", "detail", m.buf);
+        progress(r, "step.waiting", json_incref(d));
+        emit(r, "step.waiting", d);
+    }
+    bt_strbuf_release(&m);
+    lock_timer_ensure(r);
+    r->lock_wait = 1;
+    ref(r);
+    uv_timer_start(&r->lock_timer, on_lock_timer, LOCK_RETRY_MS, 0);
+}
+
+static void locks_try(rrun *r)
+{
+    ref(r);
+    bt_store_lock_acquire(r->e->env.store, locks_repo(r), (const char *const *)r->step->locks,
+                          r->step->nlocks, r->run_id, lock_ttl(r), on_locks, r);
+}
+
+static void locks_take(rrun *r)
+{
+    r->lock_wait_since = 0;
+    locks_try(r);
+}
+
 static void on_step_started(void *ud, int rc, const bt_error *err, const bt_step *st)
 {
     rrun *r = ud;
@@ -1772,7 +1975,10 @@ static void on_step_started(void *ud, int rc, const bt_error *err, const bt_step
         step_done(r, &o);
         return;
     }
-    dispatch(r);
+    if (r->step->nlocks)
+        locks_take(r);
+    else
+        dispatch(r);
 }
 
 /* Position of the current step for ordering rows: the top-level index, then the
@@ -2265,6 +2471,10 @@ static void stop_action(rrun *r)
         bt_http_call_cancel(r->hcall);
     else if (r->waiting) {
         r->waiting = 0;
+        step_out o = {.status = BT_STEP_CANCELLED, .exit_code = -1};
+        step_done(r, &o);
+    } else if (r->lock_wait) {
+        /* waiting for another run's file locks: nothing runs yet */
         step_out o = {.status = BT_STEP_CANCELLED, .exit_code = -1};
         step_done(r, &o);
     }

@@ -72,7 +72,8 @@ static const char *const step_keys[] = {"id",
                                         "timeout",
                                         "retries",
                                         "continue_on_error",
-                                        "review"};
+                                        "review",
+                                        "locks"};
 static const char *const param_keys[] = {"name",    "type",   "required",
                                          "default", "values", "description"};
 static const char *const output_keys[] = {"name", "value", "description"};
@@ -315,6 +316,9 @@ static void step_clear(bt_wf_step *s)
     for (size_t i = 0; i < s->nfallback; i++)
         free(s->fallback[i]);
     free(s->fallback);
+    for (size_t i = 0; i < s->nlocks; i++)
+        free(s->locks[i]);
+    free(s->locks);
     text_clear(&s->prompt);
     free(s->workflow);
     json_decref(s->inputs);
@@ -1352,6 +1356,69 @@ out:
     free(persona_ptr);
 }
 
+/* A lock path, normalised ("./src//api/" -> "src/api", "." -> ""), or NULL with *why
+ * set when it is absolute or leaves the repository. */
+static char *norm_lock_path(const char *p, const char **why)
+{
+    if (*p == '/' || *p == '~') {
+        *why = "must be relative to the repository";
+        return NULL;
+    }
+    bt_strbuf sb = BT_STRBUF_INIT;
+    const char *c = p;
+    while (*c) {
+        size_t n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.') {
+            bt_strbuf_release(&sb);
+            *why = "must not contain '..'";
+            return NULL;
+        }
+        if (n > 0 && !(n == 1 && c[0] == '.')) {
+            if (sb.len)
+                bt_strbuf_addch(&sb, '/');
+            bt_strbuf_add(&sb, c, n);
+        }
+        c += n;
+        while (*c == '/')
+            c++;
+    }
+    return bt_strbuf_detach(&sb, NULL);
+}
+
+static void parse_locks(wf_src *s, bt_wf_step *st, const step_aux *a)
+{
+    json_t *lv = json_object_get(a->node, "locks");
+    if (!lv || json_is_null(lv))
+        return;
+    char *lp = ptr_join(a->ptr, "locks");
+    if (!json_is_string(lv) && !json_is_array(lv)) {
+        prob(s, lp, 0, "write a list of repository paths, e.g. [src/api, docs]",
+             "locks of step '%s' must be a list of paths, not %s", st->id, kind_of(lv));
+        free(lp);
+        return;
+    }
+    size_t n = json_is_array(lv) ? json_array_size(lv) : 1;
+    st->locks = bt_xcalloc(n + 1, sizeof *st->locks);
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_is_array(lv) ? json_array_get(lv, i) : lv;
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i);
+        char *xp = json_is_array(lv) ? ptr_join(lp, idx) : bt_xstrdup(lp);
+        const char *why = NULL;
+        char *norm = json_is_string(x) ? norm_lock_path(json_string_value(x), &why) : NULL;
+        if (!json_is_string(x))
+            prob(s, xp, 0, "write a path relative to the repository",
+                 "lock entries of step '%s' must be paths, not %s", st->id, kind_of(x));
+        else if (!norm)
+            prob(s, xp, 0, "write a path relative to the repository, such as src/api",
+                 "lock path '%s' of step '%s' %s", json_string_value(x), st->id, why);
+        else
+            st->locks[st->nlocks++] = norm;
+        free(xp);
+    }
+    free(lp);
+}
+
 static void parse_fallback(const loader *L, wf_src *s, bt_wf_step *st, const step_aux *a)
 {
     json_t *fb = json_object_get(a->node, "fallback");
@@ -1793,6 +1860,7 @@ static void parse_step(const loader *L, wf_src *s, bt_wf_step *st, step_aux *a)
         }
     }
     parse_duration_field(s, node, a->ptr, st);
+    parse_locks(s, st, a);
     json_t *r = json_object_get(node, "retries");
     if (r && !json_is_null(r)) {
         if (json_is_integer(r) && json_integer_value(r) >= 0 &&
@@ -3174,6 +3242,12 @@ json_t *bt_workflow_to_json(const bt_workflow *w)
         json_object_set_new(s, "timeout_ms", json_integer(st->timeout_ms));
         json_object_set_new(s, "retries", json_integer(st->retries));
         json_object_set_new(s, "continue_on_error", json_boolean(st->continue_on_error));
+        if (st->nlocks) {
+            json_t *lk = json_array();
+            for (size_t k = 0; k < st->nlocks; k++)
+                json_array_append_new(lk, json_string(st->locks[k]));
+            json_object_set_new(s, "locks", lk);
+        }
         json_object_set_new(s, "review", json_boolean(st == rev));
         json_array_append_new(steps, s);
         if (st->agent) {

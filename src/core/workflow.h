@@ -9,9 +9,10 @@
  *                                                        the top level)
  *   max_iterations: 3          stop: {review_step: review, max_suggestions: 3}
  *   offline: offline-default   (the variant used when running offline)
+ *   planner: true              (steps planned at run time: the `dynamic` built-in)
  *   inputs:  [{name, type, required, default, values, description}]
  *   steps:   [{id, name, action, agent, role, persona, prompt, fallback, inputs, workflow,
- *              when, timeout, retries, continue_on_error, review}]
+ *              when, timeout, retries, continue_on_error, review, locks}]
  *   outputs: [{name, value: "${steps.step-1.output}"}]
  *
  * Actions: agent (the default when a step names an agent), shell-command, git-operation,
@@ -102,7 +103,11 @@ typedef struct bt_wf_step {
     int retries;            /* extra attempts after a failure (not after cancel) */
     bool continue_on_error; /* a failure does not fail the run */
     bool review;            /* its output is the one whose suggestions are counted */
-    char *pointer;          /* JSON pointer of the step in its file ("/steps/2") */
+    char **locks;           /* repository paths the step will modify (file-level locks,
+                             * docs/resilience.md): normalised, relative, "" = the whole
+                             * repository; NULL when none */
+    size_t nlocks;
+    char *pointer; /* JSON pointer of the step in its file ("/steps/2") */
 } bt_wf_step;
 
 typedef struct bt_wf_param {

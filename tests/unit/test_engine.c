@@ -433,6 +433,7 @@ typedef struct outcome {
     char run_id[BT_ID_LEN + 1];
     json_t *json;
     int waiting;        /* run.waiting progress seen */
+    int lock_waits;     /* step.waiting progress seen (file locks) */
     int64_t acted_ms;   /* when the action below was taken */
     int64_t done_ms;    /* when on_done ran */
     int act;            /* what to do ... */
@@ -482,6 +483,8 @@ static void on_progress(bt_engine *e, const char *kind, const json_t *data, void
     outcome *o = ud;
     if (strcmp(kind, "run.waiting") == 0)
         o->waiting = 1;
+    if (strcmp(kind, "step.waiting") == 0)
+        o->lock_waits++;
     if (!o->act || o->acted)
         return;
     const char *want = o->act_kind ? o->act_kind : "step.started";
@@ -1622,6 +1625,121 @@ static void test_executor(void **state)
     bt_executor_free(x);
 }
 
+/* ---------------------------------------------------------------------------------
+ * File-level locks: two runs on one repository never hold overlapping paths at once.
+ */
+
+static const char wf_lock_a[] = "id: lock-a\n"
+                                "steps:\n"
+                                "  - id: a\n"
+                                "    action: shell-command\n"
+                                "    locks: [./src/]\n"
+                                "    inputs: {command: \"touch a-started; sleep %s; echo A >> "
+                                "order.txt\"}\n";
+static const char wf_lock_b[] = "id: lock-b\n"
+                                "steps:\n"
+                                "  - id: b\n"
+                                "    action: shell-command\n"
+                                "    locks: [%s]\n"
+                                "    inputs: {command: \"echo B >> order.txt\"}\n";
+
+static void lock_workflows(fx *f, const char *sleep_s, const char *b_paths)
+{
+    char a[512], b[512];
+    snprintf(a, sizeof a, wf_lock_a, sleep_s);
+    snprintf(b, sizeof b, wf_lock_b, b_paths);
+    add_workflow(f, "lock-a.yaml", a);
+    add_workflow(f, "lock-b.yaml", b);
+}
+
+/* Start lock-a, wait until its step runs (it holds its lock), then run lock-b. */
+static void race_locks(fx *f, outcome *oa, outcome *ob)
+{
+    bt_engine *e = new_engine(f);
+    bt_task *ta = create_task(f, "holder", NULL);
+    bt_task *tb = create_task(f, "second", NULL);
+    start_run(f, e, ta, "lock-a", 0, oa);
+    int64_t end = bt_time_mono_ms() + 10000;
+    while (!ws_exists(f, "a-started") && bt_time_mono_ms() < end)
+        pump(f, 10);
+    assert_true(ws_exists(f, "a-started"));
+    start_run(f, e, tb, "lock-b", 0, ob);
+    wait_flag(f, &ob->done, 15000, "the second run to end");
+    wait_flag(f, &oa->done, 15000, "the first run to end");
+    pump(f, 20);
+    bt_task_free(ta);
+    bt_task_free(tb);
+}
+
+static void test_locks_wait(void **state)
+{
+    fx *f = *state;
+    lock_workflows(f, "0.6", "src/api/x.c"); /* inside the first run's src */
+    outcome oa = {0}, ob = {0};
+    race_locks(f, &oa, &ob);
+    assert_string_equal(oa.status, "completed");
+    assert_string_equal(ob.status, "completed");
+    assert_int_equal(ob.lock_waits, 1); /* the wait was visible, once */
+    char *order = read_file(f, "order.txt");
+    assert_string_equal(order, "A\nB\n"); /* b ran only after a released src */
+    free(order);
+    outcome_free(&oa);
+    outcome_free(&ob);
+}
+
+static void test_locks_disjoint(void **state)
+{
+    fx *f = *state;
+    lock_workflows(f, "0.6", "docs"); /* src and docs do not overlap */
+    outcome oa = {0}, ob = {0};
+    race_locks(f, &oa, &ob);
+    assert_string_equal(ob.status, "completed");
+    assert_int_equal(ob.lock_waits, 0);
+    char *order = read_file(f, "order.txt");
+    assert_string_equal(order, "B\nA\n"); /* b did not wait for a */
+    free(order);
+    outcome_free(&oa);
+    outcome_free(&ob);
+}
+
+static void test_locks_fail_fast_and_timeout(void **state)
+{
+    fx *f = *state;
+    use_config(f, "log: {level: error}\nlocks: {on_conflict: fail}\n");
+    lock_workflows(f, "0.6", "src");
+    outcome oa = {0}, ob = {0};
+    race_locks(f, &oa, &ob);
+    assert_string_equal(oa.status, "completed");
+    assert_string_equal(ob.status, "failed");
+    assert_has(ob.error, "is locked by run");
+    assert_has(ob.error, "on_conflict is fail");
+    assert_string_equal(ob.error_class, "transient"); /* a later retry may succeed */
+    char *order = read_file(f, "order.txt");
+    assert_string_equal(order, "A\n");
+    free(order);
+    outcome_free(&oa);
+    outcome_free(&ob);
+
+    /* waiting gives up after locks.wait_timeout */
+    bt_strbuf p = BT_STRBUF_INIT;
+    bt_strbuf_addf(&p, "%s/a-started", f->ws);
+    unlink(p.buf);
+    bt_strbuf_setlen(&p, 0);
+    bt_strbuf_addf(&p, "%s/order.txt", f->ws);
+    unlink(p.buf);
+    bt_strbuf_release(&p);
+    use_config(f, "log: {level: error}\nlocks: {wait_timeout: 1s}\n");
+    lock_workflows(f, "3", "src");
+    race_locks(f, &oa, &ob);
+    assert_string_equal(oa.status, "completed");
+    assert_string_equal(ob.status, "failed");
+    assert_has(ob.error, "gave up after waiting 1s");
+    assert_int_equal(ob.lock_waits, 1);
+    assert_true(ob.done_ms < oa.done_ms); /* it did not wait for the holder to finish */
+    outcome_free(&oa);
+    outcome_free(&ob);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0); /* results survive a sanitizer abort */
@@ -1639,6 +1757,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_git, setup, teardown),
         cmocka_unit_test_setup_teardown(test_executor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks_disjoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks_fail_fast_and_timeout, setup, teardown),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }
