@@ -512,6 +512,36 @@ static void test_more_problems(void **state)
     assert_at(&p, "max_iterations must be a whole number from 1 to 100", 3, 17);
     assert_at(&p, "unknown key 'step' in the workflow; did you mean 'steps'?", 4, 1);
     bt_config_problems_free(&p);
+
+    /* file locks: relative paths inside the repository only, normalised */
+    const char *lk = "id: h\n"
+                     "steps:\n"
+                     "  - agent: claude\n"
+                     "    locks: [/etc, src/../../x, 7]\n"
+                     "  - id: ok\n"
+                     "    agent: claude\n"
+                     "    locks: {a: b}\n";
+    assert_int_equal(add(NULL, cfg, "h.yaml", lk, &p), BT_EINVAL);
+    assert_at(&p, "lock path '/etc' of step 'claude' must be relative to the repository", 4, 13);
+    assert_at(&p, "lock path 'src/../../x' of step 'claude' must not contain '..'", 4, 19);
+    assert_at(&p, "lock entries of step 'claude' must be paths, not", 4, 32);
+    assert_at(&p, "locks of step 'ok' must be a list of paths", 7, 12);
+    assert_int_equal(p.len, 4);
+    bt_config_problems_free(&p);
+    bt_workflows *set = NULL;
+    bt_error err = BT_ERROR_INIT;
+    const char *good = "id: i\n"
+                       "steps:\n"
+                       "  - agent: claude\n"
+                       "    locks: [./src//api/, ., docs]\n";
+    assert_int_equal(bt_workflows_load(cfg, &no_dirs, &set, NULL, &err), 0);
+    assert_int_equal(add(set, cfg, "i.yaml", good, &p), 0);
+    const bt_wf_step *st = step_of(bt_workflows_find(set, "i"), "claude");
+    assert_int_equal(st->nlocks, 3);
+    assert_string_equal(st->locks[0], "src/api");
+    assert_string_equal(st->locks[1], ""); /* the whole repository */
+    assert_string_equal(st->locks[2], "docs");
+    bt_workflows_free(set);
     bt_config_free(cfg);
 }
 
