@@ -50,9 +50,9 @@ static const char *const action_names[BT_WF__COUNT] = {
     "agent", "shell-command", "git-operation", "execute-workflow", "approval", "http",
 };
 
-static const char *const top_keys[] = {"metadata", "id",          "name",           "version",
-                                       "type",     "description", "max_iterations", "stop",
-                                       "offline",  "inputs",      "steps",          "outputs"};
+static const char *const top_keys[] = {
+    "metadata", "id",      "name",   "version", "type",    "description", "max_iterations",
+    "stop",     "offline", "inputs", "steps",   "outputs", "planner"};
 static const char *const meta_keys[] = {"id", "name", "version", "type", "description"};
 static const char *const stop_keys[] = {"review_step", "max_suggestions"};
 static const char *const step_keys[] = {"id",
@@ -2365,9 +2365,23 @@ static void parse_workflow(const loader *L, wf_src *s, const char *default_id)
             w->offline = bt_xstrdup(off);
         free(tmp);
         parse_params(s, json_object_get(root, "inputs"), "/inputs", 0, &w->inputs, &w->ninputs);
+        json_t *pl = json_object_get(root, "planner");
+        if (pl && !json_is_null(pl)) {
+            if (json_is_boolean(pl))
+                w->planned = json_is_true(pl);
+            else
+                prob(s, "/planner", 0, "write planner: true (or leave it out)",
+                     "planner must be true or false, not %s", kind_of(pl));
+        }
     }
 
-    if (!steps || json_is_null(steps)) {
+    if (w->planned) {
+        /* the dynamic planner chooses the steps of each run (core/planner.h) */
+        if (steps && !json_is_null(steps) && !(json_is_array(steps) && json_array_size(steps) == 0))
+            prob(s, steps_ptr, 0, "remove steps: (or planner: true)",
+                 "a workflow with planner: true has no steps of its own: the planner chooses "
+                 "them for each run");
+    } else if (!steps || json_is_null(steps)) {
         prob(s, "", 0, "add steps: [- agent: NAME ...]", "the workflow has no steps");
     } else if (!json_is_array(steps) || json_array_size(steps) == 0) {
         prob(s, steps_ptr, 0, "write steps as a list: - id: ...", "steps must be a non-empty list");
@@ -3114,6 +3128,76 @@ int bt_workflows_add_string(bt_workflows *set, const bt_config *cfg, const char 
     return rc;
 }
 
+int bt_workflows_compile(const bt_workflows *base, const bt_config *cfg, const char *name,
+                         const char *text, size_t len, bt_workflows **out,
+                         bt_config_problems *probs, bt_error *err)
+{
+    *out = NULL;
+    bt_config_problems local = {0};
+    bt_config_problems *P = probs ? probs : &local;
+    size_t before = P->len;
+    bt_workflows *tmp = NULL;
+    if (!base) {
+        tmp = bt_xcalloc(1, sizeof *tmp);
+        load_builtin_personas(tmp, P);
+        sort_set(tmp);
+    }
+    loader L = {cfg, base ? base : tmp, P};
+    const char *nm = name ? name : "workflow";
+    wf_src *s = parse_src(&L, nm, text, len, false, false, NULL);
+    BT_VEC(wf_src *) all = {0};
+    if (s->item && s->item->w.id) {
+        /* base's workflows take part through copies: the cross checks recompute what
+         * each one needs, and base must stay as it is */
+        for (size_t i = 0; base && i < base->wfs.len; i++) {
+            const wf_item *bi = base->wfs.items[i];
+            if (strcmp(bi->w.id, s->item->w.id) == 0)
+                continue;
+            wf_item *c = bt_xcalloc(1, sizeof *c);
+            c->w = bi->w;
+            c->w.missing = NULL;
+            for (size_t k = 0; k < bi->need.len; k++)
+                bt_strvec_push(&c->need, bi->need.items[k]);
+            c->need_any = bi->need_any;
+            wf_src *e = bt_xcalloc(1, sizeof *e);
+            e->item = c;
+            e->builtin = c->w.builtin;
+            e->report = false;
+            e->probs = P;
+            bt_vec_push(&all, e);
+        }
+        bt_vec_push(&all, s);
+        cross_check(all.items, all.len);
+    }
+    int rc = finish_problems(P, before, nm, err);
+    if (rc == 0 && !s->item)
+        rc = bt_errorf(err, BT_EINVAL, "%s: no workflow", nm);
+    if (rc == 0 && s->item->w.missing)
+        rc = bt_errorf(err, BT_EUNAVAIL, "workflow %s cannot run: %s", s->item->w.id,
+                       s->item->w.missing);
+    if (rc == 0) {
+        bt_workflows *set = bt_xcalloc(1, sizeof *set);
+        bt_vec_push(&set->wfs, s->item);
+        s->item = NULL;
+        *out = set;
+    }
+    for (size_t i = 0; i < all.len; i++) {
+        if (all.items[i] == s)
+            continue;
+        wf_item *c = all.items[i]->item;
+        free(c->w.missing);
+        bt_strvec_clear(&c->need);
+        free(c);
+        all.items[i]->item = NULL;
+        src_free(all.items[i]);
+    }
+    bt_vec_free(&all);
+    src_free(s);
+    bt_workflows_free(tmp);
+    bt_config_problems_free(&local);
+    return rc;
+}
+
 size_t bt_workflows_count(const bt_workflows *set)
 {
     return set ? set->wfs.len : 0;
@@ -3207,6 +3291,7 @@ json_t *bt_workflow_to_json(const bt_workflow *w)
     json_object_set_new(o, "digest", str_or_null(w->digest));
     json_object_set_new(o, "builtin", json_boolean(w->builtin));
     json_object_set_new(o, "available", json_boolean(w->missing == NULL));
+    json_object_set_new(o, "planned", json_boolean(w->planned));
     json_object_set_new(o, "missing", str_or_null(w->missing));
     json_object_set_new(o, "max_iterations", json_integer(w->max_iterations));
     json_object_set_new(o, "max_suggestions", json_integer(w->max_suggestions));

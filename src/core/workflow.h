@@ -21,7 +21,8 @@
  *
  * Where workflows come from, later ones replacing earlier ones with the same id:
  *   1. the built-in set (workflows/NAME.yaml embedded in the binary: default, quick,
- *      thorough, review-only, document, offline-default, hybrid, and seed 001's wf0-wf17);
+ *      thorough, review-only, document, offline-default, hybrid, dynamic, and seed 001's
+ *      wf0-wf17);
  *   2. every NAME.yaml / NAME.yml file in the configuration's workflows_dir (when it exists).
  * Personas likewise: built-in personas/NAME.md, then personas_dir.
  *
@@ -131,6 +132,8 @@ typedef struct bt_workflow {
     char *review_step;   /* id of the step whose suggestions are counted, or NULL (then
                           * the last step with review: true or role "review") */
     char *offline;       /* id of the offline variant, or NULL */
+    bool planned;        /* `planner: true`: its steps are planned at run time by the
+                          * dynamic planner (core/planner.h); it has no steps of its own */
     char *missing;       /* built-in only: "needs agents gemini, claude" when its agents
                           * are not configured; NULL when runnable */
     bt_wf_param *inputs;
@@ -174,6 +177,18 @@ int bt_workflows_load(const bt_config *cfg, const bt_workflows_opts *opts, bt_wo
 int bt_workflows_add_string(bt_workflows *set, const bt_config *cfg, const char *name,
                             const char *text, size_t len, bt_config_problems *probs, bt_error *err);
 
+/* Compile one workflow document (text; JSON is YAML too) into a NEW set holding just
+ * it, validated with the same rules as bt_workflows_add_string against cfg and the
+ * workflows and personas of base (execute-workflow targets, personas; base may be NULL
+ * and is not modified). The dynamic planner uses it for the plans it builds. Returns 0
+ * and *out (owned by the caller; the set's personas are base's, looked up there), or
+ * BT_EINVAL with every problem in probs (may be NULL) and err naming the first (an
+ * unconfigured agent is a problem), or BT_EUNAVAIL when it calls a workflow that cannot
+ * run here. */
+int bt_workflows_compile(const bt_workflows *base, const bt_config *cfg, const char *name,
+                         const char *text, size_t len, bt_workflows **out,
+                         bt_config_problems *probs, bt_error *err);
+
 void bt_workflows_free(bt_workflows *set);
 
 size_t bt_workflows_count(const bt_workflows *set);
@@ -198,7 +213,7 @@ int bt_workflow_bind_inputs(const bt_workflow *w, const json_t *given, json_t **
 const bt_wf_step *bt_workflow_review_step(const bt_workflow *w);
 
 /* JSON for /api/workflows and `baton workflows --json`: {id, name, version, type,
- * description, source, builtin, available, missing, max_iterations, max_suggestions,
+ * description, source, builtin, available, planned, missing, max_iterations, max_suggestions,
  * inputs:[...], outputs:[...], steps:[{id, name, action, agent, persona, role, fallback,
  * workflow, when, timeout_ms, retries, continue_on_error}], agents:[...]}. New reference. */
 json_t *bt_workflow_to_json(const bt_workflow *w);
