@@ -1,6 +1,7 @@
 /*
  * status.c - seed 004's session status and configuration routes:
- *   GET /api/status  (read)  version, uptime, mode, store, queue counts, workers, HTTP
+ *   GET /api/status  (read)  version, uptime, mode (online/offline and why: the offline
+ *                             detector's state), store, queue counts, workers, HTTP
  *   GET /api/config  (read)  the effective configuration, secrets masked
  *   PUT /api/config  (admin) change what can change while running
  *
@@ -119,15 +120,25 @@ static void h_status(bt_http_req *req, void *ud)
     http_totals t = {0};
     bt_http_server_metrics(api->http, on_http_row, &t);
 
+    /* offline mode: the detector's state (core/offline.h), else why there is none */
+    json_t *off = api->offline_status ? api->offline_status(api) : NULL;
+    const char *mode = off ? json_string_value(json_object_get(off, "mode")) : NULL;
+    const char *mode_reason = off ? json_string_value(json_object_get(off, "reason")) : NULL;
+    if (!mode)
+        mode = "online";
+    if (!mode_reason)
+        mode_reason = api->cfg->offline.mode == BT_OFFLINE_OFF
+                          ? "offline detection is off (offline.mode off): never offline"
+                          : "no offline detector running";
     json_t *out = json_pack(
         "{s:s,s:s,s:I,s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "version", BATON_VERSION,
         "started_at", started, "uptime_seconds", (json_int_t)((now - api->started_ms) / 1000),
-        "mode", "online", "mode_reason", "offline detection not configured", "http",
-        "requests_total", (json_int_t)t.total, "responses_2xx", (json_int_t)t.by_class[2],
-        "responses_3xx", (json_int_t)t.by_class[3], "responses_4xx", (json_int_t)t.by_class[4],
-        "responses_5xx", (json_int_t)t.by_class[5], "active_requests",
-        (json_int_t)bt_http_server_active_requests(api->http), "active_streams",
+        "mode", mode, "mode_reason", mode_reason, "http", "requests_total", (json_int_t)t.total,
+        "responses_2xx", (json_int_t)t.by_class[2], "responses_3xx", (json_int_t)t.by_class[3],
+        "responses_4xx", (json_int_t)t.by_class[4], "responses_5xx", (json_int_t)t.by_class[5],
+        "active_requests", (json_int_t)bt_http_server_active_requests(api->http), "active_streams",
         (json_int_t)bt_http_server_active_streams(api->http));
+    json_object_set_new(out, "offline", off ? off : json_null());
     json_object_set_new(out, "stopping", json_boolean(api->stopping));
     json_object_set_new(out, "config_file",
                         api->cfg->path ? json_string(api->cfg->path) : json_null());

@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "core/engine.h"
 #include "core/executor.h"
+#include "core/offline.h"
 #include "core/reaper.h"
 #include "core/workflow.h"
 #include "http/auth.h"
@@ -65,6 +66,8 @@ typedef struct bt_app {
     bt_workflows *workflows;
     bt_engine *engine;
     bt_executor *executor;
+    /* the offline detector (core/offline.h); NULL with offline.mode off */
+    bt_offline *offline;
     int executor_down, http_down;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -115,6 +118,41 @@ static bt_http_client *engine_http(void *ud)
     return app_http_client(&app->api);
 }
 
+static int engine_offline(void *ud, const char **reason)
+{
+    bt_app *app = ud;
+    return app->offline ? bt_offline_state(app->offline, reason) : 0;
+}
+
+static json_t *app_offline_status(bt_api *api)
+{
+    bt_app *app = api->app;
+    return app->offline ? bt_offline_json(app->offline) : NULL;
+}
+
+/* The offline detector: forced by --offline or offline.mode on, else probing the remote
+ * providers of the agents (offline.mode auto); none with offline.mode off. */
+static int start_offline(bt_app *app, int force, bt_error *err)
+{
+    if (!force && app->cfg->offline.mode == BT_OFFLINE_OFF)
+        return 0;
+    int probe = !force && app->cfg->offline.mode == BT_OFFLINE_AUTO;
+    bt_offline_env env = {.loop = &app->loop,
+                          .cfg = app->cfg,
+                          .agents = probe ? app_agents(&app->api) : NULL,
+                          .http = engine_http,
+                          .http_ud = app,
+                          .store = app->store,
+                          .log = app->log,
+                          .force = force};
+    int rc = bt_offline_new(&env, &app->offline, err);
+    if (rc < 0)
+        return rc;
+    app->api.offline_status = app_offline_status;
+    bt_offline_start(app->offline);
+    return 0;
+}
+
 /* The lease owner of this daemon's executor: stable across restarts of the same
  * process on the same host, so a restarted daemon takes back what it held
  * (executor.h). BATON_INSTANCE tells several daemons on one host apart. */
@@ -139,6 +177,7 @@ static int start_executor(bt_app *app, char *const *envp, bt_error *err)
                         .log = app->log,
                         .agents = engine_agents,
                         .http = engine_http,
+                        .offline = engine_offline,
                         .ud = app};
     app->engine = bt_engine_new(&ee);
     char owner[320];
@@ -254,6 +293,8 @@ static void on_signal(uv_signal_t *s, int signum)
                 BT_LF_STR("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     bt_reaper_stop(app->reaper);
     app->reaper = NULL;
+    bt_offline_free(app->offline); /* no more probes; runs still ending see online */
+    app->offline = NULL;
     if (app->executor)
         bt_executor_stop(app->executor, on_executor_down, app);
     else
@@ -293,6 +334,8 @@ static int finish(bt_app *app, int rc)
     }
     bt_executor_free(app->executor);
     app->executor = NULL;
+    bt_offline_free(app->offline); /* its cancelled probes come back in the loop below */
+    app->offline = NULL;
     bt_engine_free(app->engine); /* unsubscribes from the store; memory after the loop runs */
     app->engine = NULL;
     bt_store_close(app->store);
@@ -409,6 +452,8 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
     }
     app->http = bt_http_server_new(&app->loop, &ho);
     rc = app_routes(app, err);
+    if (rc == 0)
+        rc = start_offline(app, o.offline, err);
     if (rc == 0)
         rc = bt_http_server_start(app->http, err);
     if (rc == 0)

@@ -21,11 +21,12 @@ typedef struct bt_app_options {
     const char *store_url;   /* --store: overrides store.url when non-NULL */
     FILE *out;               /* where the "listening on" banner goes; NULL = stdout */
     char *const *envp;       /* environment (NULL = environ) */
+    int offline;             /* --offline: offline mode forced (core/offline.h) */
 } bt_app_options;
 
 #define BT_APP_OPTIONS_INIT                                                                        \
     {                                                                                              \
-        NULL, NULL, -1, NULL, NULL, NULL                                                           \
+        NULL, NULL, -1, NULL, NULL, NULL, 0                                                        \
     }
 
 /* Run the daemon until a termination signal. Returns 0 after a clean shutdown, or a

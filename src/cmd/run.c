@@ -9,11 +9,19 @@
  *    ...
  *   <final output>
  *
- * Order of work: load the configuration and the workflows, resolve the workflow and
- * bind --input values before touching the store (so a typo costs nothing), then create
- * the task (source "cli", max_attempts 1: a failed CLI run is not retried later by a
- * daemon sharing the store), and hand it to an executor in one-task mode, which claims
- * exactly that task under the owner "cli:HOST:PID" and drives the engine.
+ * Order of work: load the configuration and the workflows, find the workflow asked for,
+ * decide whether to run offline, resolve the workflow that runs and bind --input values
+ * before touching the store (so a typo costs nothing), then create the task (source
+ * "cli", max_attempts 1: a failed CLI run is not retried later by a daemon sharing the
+ * store), and hand it to an executor in one-task mode, which claims exactly that task
+ * under the owner "cli:HOST:PID" and drives the engine.
+ *
+ * Offline (core/offline.h, docs/resilience.md): --offline forces it; with offline.mode
+ * auto one round of probes of the remote providers (at most offline.probe_timeout) runs
+ * before the task starts, and when none answers the run takes the workflow's offline
+ * variant (offline-default). The engine is told through env.offline, and its choice is
+ * printed before the progress ("offline: REASON; running workflow offline-default
+ * instead of default") and included in --json as "offline".
  *
  * Output: progress goes to stderr (a live status line updated in place when stderr is
  * a terminal, plus one line per finished step; plain lines per step start and finish
@@ -34,6 +42,7 @@
 #include "config/config.h"
 #include "core/engine.h"
 #include "core/executor.h"
+#include "core/offline.h"
 #include "core/workflow.h"
 #include "store/store.h"
 
@@ -63,6 +72,10 @@ typedef struct runner {
     bt_engine *engine;
     bt_executor *exec;
     bt_cmd_agents_ctx *agents;
+    const bt_workflows *set;
+    /* offline mode: the detector (NULL with offline.mode off) and the engine's choice */
+    bt_offline *od;
+    json_t *offline_choice; /* owned: the run.offline progress data */
     char task_id[BT_ID_LEN + 1];
     char run_id[BT_ID_LEN + 1];
 
@@ -343,6 +356,23 @@ static void run_waiting(runner *r, const json_t *d)
          approval ? approval : "?", step ? step : r->step, who, who);
 }
 
+/* The engine runs offline: say why and which workflow it took instead. */
+static void run_offline(runner *r, const json_t *d)
+{
+    json_decref(r->offline_choice);
+    r->offline_choice = json_deep_copy(d);
+    const char *reason = jstr(d, "reason", NULL, NULL);
+    const char *choice = jstr(d, "choice", NULL, NULL);
+    const char *wf = jstr(d, "workflow", NULL, NULL);
+    const bt_workflow *w = wf ? bt_workflows_find(r->set, wf) : NULL;
+    if (w)
+        r->w = w; /* step positions follow the workflow that runs */
+    note(r, "offline: %s; running %s", reason && *reason ? reason : "offline mode",
+         choice && *choice ? choice
+         : wf              ? wf
+                           : "?");
+}
+
 static void on_progress(bt_engine *e, const char *kind, const json_t *data, void *ud)
 {
     (void)e;
@@ -355,6 +385,8 @@ static void on_progress(bt_engine *e, const char *kind, const json_t *data, void
         step_skipped(r, data);
     } else if (strcmp(kind, "run.waiting") == 0) {
         run_waiting(r, data);
+    } else if (strcmp(kind, "run.offline") == 0) {
+        run_offline(r, data);
     } else if (strcmp(kind, "run.started") == 0 || strcmp(kind, "run.resumed") == 0) {
         const char *run_id = jstr(data, "run_id", NULL, NULL);
         if (run_id)
@@ -474,12 +506,23 @@ static void on_transitioned(void *ud, int rc, const bt_error *err, const bt_task
 
 static bt_agents *env_agents(void *ud)
 {
-    return bt_cmd_agents_set(ud);
+    return bt_cmd_agents_set(((runner *)ud)->agents);
 }
 
 static bt_http_client *env_http(void *ud)
 {
+    return bt_cmd_agents_http(((runner *)ud)->agents);
+}
+
+static bt_http_client *probe_http(void *ud)
+{
     return bt_cmd_agents_http(ud);
+}
+
+static int env_offline(void *ud, const char **reason)
+{
+    runner *r = ud;
+    return r->od ? bt_offline_state(r->od, reason) : 0;
 }
 
 static void print_summary(const runner *r)
@@ -589,11 +632,10 @@ typedef struct setup {
     char workspace[PATH_MAX];
 } setup;
 
-/* Configuration, workflows, the workflow to run (*asked as named, *wout the one that runs)
- * and its inputs, checked before anything is stored. 0 or the exit code. */
-static int prepare(setup *s, const char *config, const char *wf_name, int offline,
-                   const bt_strvec *inputs, const char *workspace, const bt_workflow **asked,
-                   const bt_workflow **wout)
+/* Configuration, workflows, the workflow asked for and the workspace, checked before
+ * anything is probed or stored. 0 or the exit code. */
+static int prepare(setup *s, const char *config, const char *wf_name, const char *workspace,
+                   const bt_workflow **asked)
 {
     if (bt_cmd_load_config("run", config, &s->cfg) != 0)
         return BT_EXIT_FAIL;
@@ -616,34 +658,6 @@ static int prepare(setup *s, const char *config, const char *wf_name, int offlin
         return BT_EXIT_USAGE;
     }
     *asked = w;
-    if (offline) {
-        const char *variant = w->offline ? w->offline : "offline-default";
-        const bt_workflow *v = bt_workflows_find(s->set, variant);
-        if (!v) {
-            fprintf(stderr,
-                    "baton run: --offline needs workflow '%s' (the offline variant of "
-                    "'%s'), which does not exist.\n",
-                    variant, w->id);
-            return BT_EXIT_FAIL;
-        }
-        w = v;
-    }
-    if (w->missing) {
-        fprintf(stderr,
-                "baton run: workflow '%s' cannot run: %s (configure them in %s, or pick "
-                "another workflow; see 'baton workflows').\n",
-                w->id, w->missing, s->cfg->path ? s->cfg->path : "baton.yaml");
-        return BT_EXIT_FAIL;
-    }
-    int rc = inputs_object(inputs, w, &s->given);
-    if (rc != 0)
-        return rc;
-    json_t *bound = NULL;
-    if (bt_workflow_bind_inputs(w, s->given, &bound, &err) < 0) {
-        fprintf(stderr, "baton run: %s\n", err.msg);
-        return BT_EXIT_USAGE;
-    }
-    json_decref(bound);
 
     if (!workspace)
         workspace = ".";
@@ -654,8 +668,74 @@ static int prepare(setup *s, const char *config, const char *wf_name, int offlin
                 errno ? ": " : "", errno ? strerror(errno) : "");
         return BT_EXIT_USAGE;
     }
+    return 0;
+}
+
+/* The workflow that runs (*wout): asked, or offline its offline variant as the engine
+ * will choose it (bt_workflow_offline_variant); then its --input values. 0 or the exit
+ * code. */
+static int choose(setup *s, const bt_workflow *asked, int offline, const char *why_offline,
+                  const bt_strvec *inputs, const bt_workflow **wout)
+{
+    const bt_workflow *w = asked;
+    char choice[512] = "";
+    if (offline)
+        w = bt_workflow_offline_variant(s->set, asked, choice, sizeof choice);
+    if (w->missing) {
+        if (offline)
+            fprintf(stderr, "baton run: offline (%s): %s.\n", why_offline, choice);
+        fprintf(stderr,
+                "baton run: workflow '%s' cannot run: %s (configure them in %s, or pick "
+                "another workflow; see 'baton workflows').\n",
+                w->id, w->missing, s->cfg->path ? s->cfg->path : "baton.yaml");
+        return BT_EXIT_FAIL;
+    }
+    int rc = inputs_object(inputs, w, &s->given);
+    if (rc != 0)
+        return rc;
+    json_t *bound = NULL;
+    bt_error err = BT_ERROR_INIT;
+    if (bt_workflow_bind_inputs(w, s->given, &bound, &err) < 0) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return BT_EXIT_USAGE;
+    }
+    json_decref(bound);
     *wout = w;
     return 0;
+}
+
+static void on_offline_checked(bt_offline *o, int offline, const char *reason, void *ud)
+{
+    (void)o, (void)offline, (void)reason;
+    *(int *)ud = 1;
+}
+
+/* Offline or not, before the task starts: --offline and offline.mode on force it, auto
+ * runs one round of probes (each bounded by offline.probe_timeout; Ctrl-C stops it), off
+ * never. r->od holds the answer for the engine. 0 or the exit code. */
+static int decide_offline(runner *r, const setup *s, int force)
+{
+    if (!force && s->cfg->offline.mode == BT_OFFLINE_OFF)
+        return 0;
+    int probe = !force && s->cfg->offline.mode == BT_OFFLINE_AUTO;
+    bt_offline_env env = {.loop = r->loop,
+                          .cfg = s->cfg,
+                          .agents = probe ? bt_cmd_agents_set(r->agents) : NULL,
+                          .http = probe_http,
+                          .http_ud = r->agents,
+                          .force = force};
+    bt_error err = BT_ERROR_INIT;
+    if (bt_offline_new(&env, &r->od, &err) < 0) {
+        fprintf(stderr, "baton run: offline detection: %s\n", err.msg);
+        return BT_EXIT_FAIL;
+    }
+    if (!probe || bt_offline_ntargets(r->od) == 0)
+        return 0;
+    int done = 0;
+    bt_offline_check(r->od, on_offline_checked, &done);
+    while (!done && !r->interrupted && uv_run(r->loop, UV_RUN_ONCE))
+        ;
+    return r->interrupted ? EXIT_INTERRUPTED : 0;
 }
 
 static int parse_iterations(const char *s, int *out)
@@ -671,8 +751,7 @@ static int parse_iterations(const char *s, int *out)
     return 0;
 }
 
-static int execute(runner *r, setup *s, const char *title, const char *wf_id, int max_iter,
-                   int offline)
+static int execute(runner *r, setup *s, const char *title, const char *wf_id, int max_iter)
 {
     bt_error err = BT_ERROR_INIT;
     bt_store_options so = {0};
@@ -687,7 +766,6 @@ static int execute(runner *r, setup *s, const char *title, const char *wf_id, in
     json_t *meta = json_object();
     json_object_set(meta, "inputs", s->given);
     json_object_set_new(meta, "max_iterations", max_iter ? json_integer(max_iter) : json_null());
-    json_object_set_new(meta, "offline", json_boolean(offline));
     bt_task_input in = {.source = "cli",
                         .title = title,
                         .workflow = wf_id,
@@ -712,7 +790,8 @@ static int execute(runner *r, setup *s, const char *title, const char *wf_id, in
                          .log = NULL,
                          .agents = env_agents,
                          .http = env_http,
-                         .ud = r->agents};
+                         .offline = env_offline, /* the engine asks once, at start */
+                         .ud = r};
     r->engine = bt_engine_new(&env);
     char host[256] = "localhost", owner[320];
     gethostname(host, sizeof host - 1);
@@ -727,7 +806,6 @@ static int execute(runner *r, setup *s, const char *title, const char *wf_id, in
         bt_engine_run_opts ro = {.workflow = wf_id,
                                  .inputs = s->given,
                                  .max_iterations = max_iter,
-                                 .offline = offline,
                                  .workspace = s->workspace,
                                  .owner = owner};
         rc = bt_executor_run_task(r->exec, r->task_id, &ro, &err);
@@ -762,6 +840,8 @@ static int execute(runner *r, setup *s, const char *title, const char *wf_id, in
             json_object_set_new(o, "error", r->error ? json_string(r->error) : json_null());
             json_object_set_new(o, "task_id", json_string(r->task_id));
         }
+        /* offline: {requested, workflow, reason, choice}; null when it ran online */
+        json_object_set(o, "offline", r->offline_choice ? r->offline_choice : json_null());
         char *out = json_dumps(o, JSON_INDENT(2));
         puts(out);
         free(out);
@@ -785,10 +865,10 @@ static int run_task(const char *title, const char *config, const char *workflow,
 {
     setup s = {0};
     const bt_workflow *asked = NULL, *w = NULL;
-    int rc = prepare(&s, config, workflow ? workflow : "default", offline, inputs, workspace,
-                     &asked, &w);
+    int rc = prepare(&s, config, workflow ? workflow : "default", workspace, &asked);
     if (rc == 0) {
-        runner r = {.json = json, .verbose = verbose, .tty = isatty(STDERR_FILENO), .w = w};
+        runner r = {.json = json, .verbose = verbose, .tty = isatty(STDERR_FILENO), .w = asked};
+        r.set = s.set;
         r.agents = bt_cmd_agents_open(s.cfg);
         r.loop = bt_cmd_agents_loop(r.agents);
         uv_timer_init(r.loop, &r.ticker);
@@ -799,8 +879,18 @@ static int run_task(const char *title, const char *config, const char *workflow,
         uv_signal_start(&r.sigint, on_signal, SIGINT);
         uv_signal_start(&r.sigterm, on_signal, SIGTERM);
 
-        /* the requested workflow's id: with --offline the engine picks the variant */
-        rc = execute(&r, &s, title, asked->id, max_iter, offline);
+        rc = decide_offline(&r, &s, offline);
+        if (rc == 0) {
+            const char *why = NULL;
+            int off = r.od ? bt_offline_state(r.od, &why) : 0;
+            rc = choose(&s, asked, off, why, inputs, &w);
+        }
+        if (rc == 0) {
+            r.w = w;
+            /* the requested workflow's id: offline, the engine picks the variant (the same
+             * as choose's) and reports it as run.offline */
+            rc = execute(&r, &s, title, asked->id, max_iter);
+        }
 
         uv_close((uv_handle_t *)&r.sigint, NULL);
         uv_close((uv_handle_t *)&r.sigterm, NULL);
@@ -809,9 +899,11 @@ static int run_task(const char *title, const char *config, const char *workflow,
             bt_executor_free(r.exec);
         if (r.engine)
             bt_engine_free(r.engine);
+        bt_offline_free(r.od); /* probes still out are cancelled by the close below */
         bt_store_close(r.store);
         bt_cmd_agents_close(r.agents); /* runs the loop until every handle is closed */
         json_decref(r.result);
+        json_decref(r.offline_choice);
         free(r.status);
         free(r.error);
         bt_strvec_clear(&r.announced);
@@ -830,7 +922,8 @@ int bt_cmd_run(int argc, char **argv)
     const bt_opt opts[] = {
         {"workflow", 0, 1, &workflow, NULL, "workflow id or name (default: default)"},
         {"max-iterations", 0, 1, &max_iter_s, NULL, "iteration limit (default: the workflow's)"},
-        {"offline", 0, 0, NULL, &offline, "run the workflow's offline variant (local agents)"},
+        {"offline", 0, 0, NULL, &offline,
+         "force offline mode: the workflow's offline variant, local agents only"},
         {"input", 'i', 1, &input_unused, NULL, "NAME=VALUE for a workflow input (repeatable)"},
         {"workspace", 0, 1, &workspace, NULL, "directory the steps run in (default: here)"},
         {"verbose", 'v', 0, NULL, &verbose, "stream the agents' output to stderr"},
@@ -853,6 +946,10 @@ int bt_cmd_run(int argc, char **argv)
                "final output - goes to stdout (--json: the whole result object).\n"
                "An approval step waits for `baton approve RUN` / `baton reject RUN` (from\n"
                "another terminal). Ctrl-C cancels the run; a second Ctrl-C quits at once.\n"
+               "Offline: with offline.mode auto the agents' remote providers are probed first\n"
+               "(offline.probe_timeout); when none answers, the workflow's offline variant\n"
+               "(offline-default) runs instead and a line on stderr says why. --offline\n"
+               "forces it.\n"
                "Exit codes: 0 completed, 1 failed or cancelled, 2 usage error (unknown\n"
                "workflow, bad --input), 130 interrupted.\n");
     } else if (rc == 0) {

@@ -2,6 +2,9 @@
  * serve.c - `baton serve`: run the orchestrator daemon (HTTP API, store, and later the
  * scheduler, trackers and workers' endpoints) until SIGTERM/SIGINT.
  *
+ * --offline forces offline mode (core/offline.h): runs take their offline variant and
+ * only local agents are called, whatever the probes of the remote providers say.
+ *
  * Prints "baton: listening on http://HOST:PORT (store BACKEND)" once serving, so
  * scripts can wait for that line. Exit 0 after a clean shutdown, 1 when start-up fails
  * (bad configuration, port in use, store unreachable), 2 on a usage error.
@@ -14,17 +17,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char synopsis[] = "baton serve [--config FILE] [--host ADDR] [--port N] [--store URL]";
+static const char synopsis[] =
+    "baton serve [--config FILE] [--host ADDR] [--port N] [--store URL] [--offline]";
 
 int bt_cmd_serve(int argc, char **argv)
 {
     const char *config = NULL, *host = NULL, *port = NULL, *store = NULL;
-    int help = 0;
+    int help = 0, offline = 0;
     const bt_opt opts[] = {
         {"config", 'c', 1, &config, NULL, "configuration file (default ./baton.yaml)"},
         {"host", 0, 1, &host, NULL, "address to listen on (overrides server.host)"},
         {"port", 'p', 1, &port, NULL, "port to listen on; 0 picks a free one (server.port)"},
         {"store", 0, 1, &store, NULL, "store URL, e.g. sqlite:./var/baton.db (store.url)"},
+        {"offline", 0, 0, NULL, &offline,
+         "force offline mode: runs use their offline variant, only local agents are called"},
         {"help", 'h', 0, NULL, &help, "show this help"},
         {0},
     };
@@ -40,6 +46,8 @@ int bt_cmd_serve(int argc, char **argv)
         printf("\nRuns the daemon until SIGTERM or SIGINT, then shuts down gracefully\n"
                "(in-flight requests finish, event streams end, the store is flushed).\n"
                "Without API tokens it listens on 127.0.0.1 only.\n"
+               "Offline mode (offline.mode, default auto) follows probes of the remote\n"
+               "providers; --offline forces it; GET /api/status says which mode is on and why.\n"
                "Exit codes: 0 clean shutdown, 1 start-up failed, 2 usage error.\n");
         return BT_EXIT_OK;
     }
@@ -55,6 +63,7 @@ int bt_cmd_serve(int argc, char **argv)
     o.config_path = config;
     o.host = host;
     o.store_url = store;
+    o.offline = offline;
     if (port) {
         char *end = NULL;
         errno = 0;
