@@ -62,9 +62,11 @@ rss_top() {
 }
 
 # baton, logging at warn so the access log does not measure the terminal. No tokens:
-# loopback only and every scope open, so /work/next needs no worker token.
+# loopback only and every scope open, so /work/next needs no worker token. The API's
+# per-client rate limit (server.rate_limit, 1200/min by default) is off: wrk is one client.
 cd "$SCRATCH"
-LOG_LEVEL=warn "$BUILD/baton" serve --port 0 --store "sqlite:$SCRATCH/bench.db" >"$SCRATCH/baton.out" 2>"$SCRATCH/baton.err" &
+printf 'server:\n  rate_limit: {requests: 0}\n' >"$SCRATCH/baton.yaml"
+LOG_LEVEL=warn "$BUILD/baton" serve --port 0 --config "$SCRATCH/baton.yaml" --store "sqlite:$SCRATCH/bench.db" >"$SCRATCH/baton.out" 2>"$SCRATCH/baton.err" &
 BATON_PID=$!
 for _ in $(seq 50); do grep -q 'listening on' "$SCRATCH/baton.out" && break; sleep 0.1; done
 BATON_PORT=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$SCRATCH/baton.out")

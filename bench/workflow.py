@@ -80,8 +80,10 @@ def one(baton, conc):
             f.write(WORKFLOW)
         cfg = os.path.join(tmp, "baton.yaml")
         with open(cfg, "w") as f:
+            # server.rate_limit off: RUNS creates at once exceed the default 1200/min.
             f.write(f"workflows_dir: {wf}\nworkspace: {{root: {tmp}/ws}}\n"
-                    f"concurrency: {{global: {conc}}}\nlog: {{level: warn}}\n")
+                    f"concurrency: {{global: {conc}}}\nlog: {{level: warn}}\n"
+                    f"server: {{rate_limit: {{requests: 0}}}}\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_",
                                                                           "DATABASE_URL"))}
         p = subprocess.Popen([baton, "serve", "--port", "0", "--config", cfg, "--store",

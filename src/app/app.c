@@ -446,9 +446,13 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
                                   ? (unsigned)((app->cfg->server.request_timeout_ms + 999) / 1000)
                                   : 0;
     ho.log = app->log;
+    ho.rate_requests = app->cfg->server.rate_limit.requests;
+    ho.rate_per_ms = app->cfg->server.rate_limit.per_ms;
+    ho.rate_burst = app->cfg->server.rate_limit.burst;
     if (!open_api) {
         ho.auth = bt_http_auth_check;
         ho.auth_ud = app->auth;
+        ho.identify = bt_http_auth_identity;
     }
     app->http = bt_http_server_new(&app->loop, &ho);
     rc = app_routes(app, err);

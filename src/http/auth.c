@@ -3,7 +3,8 @@
  *
  * Only HS256 is implemented: it is what seed 001's JWT auth uses, and accepting
  * whatever "alg" the token names is the classic JWT hole, so the header is checked
- * first and everything else refused. Nothing here logs or returns a credential.
+ * first and everything else refused. Nothing here logs or returns a credential (the
+ * rate limit's identity of a credential is its name, its JWT subject or a hash).
  */
 #include "http/auth.h"
 
@@ -16,6 +17,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -373,4 +376,48 @@ bt_http_auth_result bt_http_auth_check(void *ud, const char *authorization, bt_h
         return BT_HTTP_AUTH_FORBIDDEN;
     }
     return BT_HTTP_AUTH_OK;
+}
+
+int bt_http_auth_identity(void *ud, const char *authorization, char *out, size_t n)
+{
+    const bt_http_auth *a = ud;
+    if (n < 48 || !authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return 0;
+    const char *cred = authorization + 7;
+    cred += strspn(cred, " ");
+    size_t clen = strlen(cred);
+    if (!clen)
+        return 0;
+    const char *name = NULL;
+    for (size_t i = 0; a && i < a->ntoks; i++) /* constant time, like the check */
+        if (bt_str_ct_equal(cred, clen, a->toks[i].token, a->toks[i].len))
+            name = a->toks[i].name;
+    if (name && *name) {
+        snprintf(out, n, "token:%s", name);
+        return 1;
+    }
+    if (a && a->jwt_secret && memchr(cred, '.', clen)) {
+        int64_t now = a->now_s ? a->now_s(a->now_ud) : bt_time_wall_ms() / 1000;
+        unsigned scopes = 0;
+        char *sub = NULL;
+        bt_error e = BT_ERROR_INIT;
+        if (bt_http_jwt_verify(a->jwt_secret, cred, now, &scopes, &sub, &e) == 0 && sub && *sub) {
+            snprintf(out, n, "jwt:%s", sub);
+            free(sub);
+            return 1;
+        }
+        free(sub);
+    }
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(cred, clen, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return 0;
+    static const char hex[] = "0123456789abcdef";
+    char *p = out + snprintf(out, n, "key:");
+    for (int i = 0; i < 16; i++) {
+        *p++ = hex[md[i] >> 4];
+        *p++ = hex[md[i] & 15];
+    }
+    *p = '\0';
+    return 1;
 }

@@ -49,6 +49,13 @@ int bt_http_auth_enabled(const bt_http_auth *a);
 bt_http_auth_result bt_http_auth_check(void *ud, const char *authorization, bt_http_scope required,
                                        bt_error *msg);
 
+/* The server's identity callback (bt_http_identity_fn; ud is the bt_http_auth*): who
+ * an accepted credential is, for the per-client rate limit, never the credential
+ * itself: "token:<name>" for a named static token, "jwt:<sub>" for a JWT with a "sub"
+ * claim, else "key:" and the first 128 bits of the credential's SHA-256 in hex. Returns 1
+ * (0 only when authorization holds no bearer credential or n is too small). */
+int bt_http_auth_identity(void *ud, const char *authorization, char *out, size_t n);
+
 /* Does a scope set satisfy a required scope? */
 int bt_http_scopes_satisfy(unsigned have, bt_http_scope required);
 /* Parse "read write" / "read,admin" into bits; unknown names are BT_EINVAL. */

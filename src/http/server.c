@@ -395,6 +395,34 @@ static enum MHD_Result queue(bt_http_req *req)
     return r;
 }
 
+/* The per-client rate limit (options rate_*): takes one request from key's bucket, adds
+ * the X-RateLimit-* headers, and answers 429 when the bucket is empty. 1 = go on. */
+static int rate_ok(bt_http_req *req, const char *key)
+{
+    bt_http_ratelimit_result r;
+    int ok = bt_http_ratelimit_take(req->srv->limiter, key, (int64_t)uv_now(req->srv->loop), &r);
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)r.limit);
+    bt_http_resp_header(req, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%lld", (long long)r.remaining);
+    bt_http_resp_header(req, "X-RateLimit-Remaining", v);
+    snprintf(v, sizeof v, "%lld", (long long)((r.reset_ms + 999) / 1000));
+    bt_http_resp_header(req, "X-RateLimit-Reset", v);
+    if (ok)
+        return 1;
+    long long secs = (long long)((r.retry_after_ms + 999) / 1000);
+    snprintf(v, sizeof v, "%lld", secs);
+    bt_http_resp_header(req, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    bt_http_respond_error(
+        req, 429, "rate_limited",
+        "too many requests from this client (more than %lld per %lld ms, burst "
+        "%lld); retry in %lld s",
+        (long long)req->srv->opts.rate_requests,
+        (long long)(req->srv->opts.rate_per_ms > 0 ? req->srv->opts.rate_per_ms : 60000),
+        (long long)r.limit, secs);
+    return 0;
+}
+
 static void dispatch(bt_http_req *req)
 {
     bt_http_server *srv = req->srv;
@@ -420,6 +448,8 @@ static void dispatch(bt_http_req *req)
         return;
     }
     const srv_route *rt = req->route;
+    int limited = srv->limiter && !(rt->flags & BT_HTTP_ROUTE_QUIET);
+    char key[160] = ""; /* the rate limit's key: the credential's identity, else the address */
     if (rt->scope != BT_HTTP_SCOPE_NONE && srv->opts.auth) {
         bt_error msg = BT_ERROR_INIT;
         const char *authz = bt_http_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -434,6 +464,9 @@ static void dispatch(bt_http_req *req)
             authz = qauth;
         }
         bt_http_auth_result ar = srv->opts.auth(srv->opts.auth_ud, authz, rt->scope, &msg);
+        if (ar == BT_HTTP_AUTH_OK && limited && authz && srv->opts.identify &&
+            !srv->opts.identify(srv->opts.auth_ud, authz, key, sizeof key))
+            key[0] = '\0';
         free(qauth);
         if (ar == BT_HTTP_AUTH_UNAUTHENTICATED) {
             bt_http_resp_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"baton\"");
@@ -447,6 +480,12 @@ static void dispatch(bt_http_req *req)
                                   msg.msg[0] ? msg.msg : "the token lacks the required scope");
             return;
         }
+    }
+    if (limited) {
+        if (!key[0])
+            snprintf(key, sizeof key, "ip:%s", req->peer);
+        if (!rate_ok(req, key))
+            return;
     }
     req->in_handler = 1;
     rt->handler(req, rt->ud);
@@ -648,6 +687,9 @@ bt_http_server *bt_http_server_new(uv_loop_t *loop, const bt_http_server_options
     if (srv->opts.shutdown_grace_ms <= 0)
         srv->opts.shutdown_grace_ms = 5000;
     srv->router = bt_http_router_new();
+    srv->limiter = bt_http_ratelimit_new(srv->opts.rate_requests,
+                                         srv->opts.rate_per_ms > 0 ? srv->opts.rate_per_ms : 60000,
+                                         srv->opts.rate_burst, 0);
     return srv;
 }
 
@@ -890,6 +932,7 @@ void bt_http_server_free(bt_http_server *srv)
     bt_vec_free(&srv->routes);
     bt_vec_free(&srv->metrics);
     bt_http_router_free(srv->router);
+    bt_http_ratelimit_free(srv->limiter);
     free(srv->host);
     free(srv);
 }

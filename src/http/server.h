@@ -59,11 +59,18 @@ typedef enum bt_http_auth_result {
 typedef bt_http_auth_result (*bt_http_auth_fn)(void *ud, const char *authorization,
                                                bt_http_scope required, bt_error *msg);
 
+/* Who an authorised credential belongs to, for the per-client rate limit: write a stable
+ * identity that is not the credential itself (a token's name, a hash of it) into out (n
+ * bytes) and return 1, or return 0 to key the request by its client address. Called with
+ * auth_ud, after the auth callback accepted authorization (never NULL here). */
+typedef int (*bt_http_identity_fn)(void *ud, const char *authorization, char *out, size_t n);
+
 typedef void (*bt_http_handler_fn)(bt_http_req *req, void *ud);
 
 /* Route flags. */
 enum {
-    BT_HTTP_ROUTE_QUIET = 1,       /* access-log at debug (health checks, metrics scrapes) */
+    BT_HTTP_ROUTE_QUIET = 1,       /* probes and scrapes (health checks, metrics): access-log
+                                      at debug, and never rate-limited */
     BT_HTTP_ROUTE_QUERY_TOKEN = 2, /* also accept the bearer token as ?token= (browsers
                                       cannot set headers on a WebSocket) */
 };
@@ -89,7 +96,16 @@ typedef struct bt_http_server_options {
     int64_t shutdown_grace_ms;     /* wait for in-flight requests; 0 = 5000 */
     bt_http_auth_fn auth;          /* NULL = every scope is granted */
     void *auth_ud;
-    bt_log *log; /* borrowed; may be NULL */
+    /* Per-client rate limit (config server.rate_limit; http/ratelimit.h): a token bucket
+     * of rate_burst requests (0 = rate_requests) refilled at rate_requests per
+     * rate_per_ms (0 = 60000), per client: identify(auth_ud, ...) of an authorised
+     * credential, else the client address. Every routed request except QUIET routes
+     * takes one; over the limit it is answered 429 (code "rate_limited") with
+     * Retry-After, and every limited route's response carries X-RateLimit-Limit,
+     * -Remaining and -Reset. rate_requests 0 = no limit. */
+    int64_t rate_requests, rate_per_ms, rate_burst;
+    bt_http_identity_fn identify; /* NULL = every client keyed by its address */
+    bt_log *log;                  /* borrowed; may be NULL */
 } bt_http_server_options;
 
 /* Create a server on loop (borrowed; must outlive the server). Nothing listens yet. */

@@ -19,6 +19,7 @@
 
 #include "base/strbuf.h"
 #include "base/vec.h"
+#include "http/ratelimit.h"
 #include "http/router.h"
 #include "http/server.h"
 
@@ -112,6 +113,7 @@ struct bt_http_server {
     bt_http_ws *websockets; /* websocket.c: accepted, not yet completed */
     size_t nwebsockets;
     BT_VEC(metric_row) metrics;
+    bt_http_ratelimit *limiter; /* NULL = no rate limit */
 };
 
 /* server.c */

@@ -34,7 +34,12 @@ def clean_env():
 
 
 def start(tmp, db, log):
-    p = subprocess.Popen([BATON, "serve", "--port", "0", "--store", "sqlite:" + db],
+    # A load test: the API's per-client rate limit (1200/min by default) would refuse it.
+    cfg = os.path.join(tmp, "baton.yaml")
+    with open(cfg, "w") as f:
+        f.write("server:\n  rate_limit: {requests: 0}\n")
+    p = subprocess.Popen([BATON, "serve", "--port", "0", "--config", cfg, "--store",
+                          "sqlite:" + db],
                          stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp, env=clean_env())
     m = re.search(r"listening on http://([\d.]+):(\d+)", p.stdout.readline())
     if not m:
