@@ -27,6 +27,7 @@
 #include "base/time.h"
 #include "config/config.h"
 #include "core/engine.h"
+#include "core/resilience.h"
 #include "core/executor.h"
 #include "core/offline.h"
 #include "core/reaper.h"
@@ -130,6 +131,20 @@ static json_t *app_offline_status(bt_api *api)
     return app->offline ? bt_offline_json(app->offline) : NULL;
 }
 
+/* The resilience wrapper (core/resilience.h): the engine's own, built with the agents on
+ * first use, so the API reads the very breakers and statistics the engine's agent steps
+ * move; its offline mode follows the detector. The engine frees it. */
+static bt_resil *app_resil(bt_api *api)
+{
+    bt_app *app = api->app;
+    bt_resil *rs = app->engine && !app->stopping ? bt_engine_resil(app->engine) : NULL;
+    if (rs) {
+        const char *why = NULL;
+        bt_resil_set_offline(rs, engine_offline(app, &why));
+    }
+    return rs;
+}
+
 /* The offline detector: forced by --offline or offline.mode on, else probing the remote
  * providers of the agents (offline.mode auto); none with offline.mode off. */
 static int start_offline(bt_app *app, int force, bt_error *err)
@@ -195,6 +210,7 @@ static int app_routes(bt_app *app, bt_error *err)
     app->api.app = app;
     app->api.agents = app_agents;
     app->api.http_client = app_http_client;
+    app->api.resil = app_resil;
     app->api.loop = &app->loop;
     app->api.cfg = app->cfg;
     app->api.log = app->log;

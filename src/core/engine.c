@@ -23,8 +23,10 @@
 #include "base/str.h"
 #include "base/strbuf.h"
 #include "base/time.h"
+#include "base/vec.h"
 #include "config/config.h"
 #include "core/budget.h"
+#include "core/resilience.h"
 #include "core/template.h"
 #include "core/workflow.h"
 #include "http/client.h"
@@ -103,9 +105,7 @@ struct rrun {
     char *agent_name;   /* the agent running now (primary or fallback) */
     const char *system; /* persona prompt: borrowed from the workflow set */
     char *prompt;
-    int fb_next; /* next fallback index */
-    char *fallback_from;
-    bt_agent_run *arun;
+    bt_resil_call *rcall; /* the agent call (fallback chain included) in progress */
     bt_proc *proc;
     bt_http_call *hcall;
     char approval_id[BT_ID_LEN + 1];
@@ -141,6 +141,7 @@ struct bt_engine {
     uv_timer_t poll;
     int poll_init;
     bt_idgen *idgen;
+    bt_resil *own_resil; /* made on first use when env.resil is NULL */
 };
 
 static void walk(rrun *r);
@@ -491,7 +492,6 @@ static void maybe_free(rrun *r)
     free(r->key);
     free(r->agent_name);
     free(r->prompt);
-    free(r->fallback_from);
     free(r->cancel_reason);
     free(r->lock_repo);
     free(r->fail_now);
@@ -779,7 +779,7 @@ static void locks_release(rrun *r);
 
 static void step_done(rrun *r, step_out *o)
 {
-    r->arun = NULL;
+    r->rcall = NULL;
     r->proc = NULL;
     r->hcall = NULL;
     locks_release(r);
@@ -901,79 +901,160 @@ static void on_agent_event(const bt_agent_event *ev, void *ud)
     }
 }
 
-static void on_agent_done(const bt_agent_result *res, void *ud)
+/* Notes from the resilience wrapper while the call goes on (core/resilience.h). */
+static void on_resil_status(const char *kind, const json_t *data, void *ud)
 {
     rrun *r = ud;
-    r->arun = NULL;
-    unref(r);
-    int transient = res->error_class == BT_AGENT_TRANSIENT || res->error_class == BT_AGENT_TIMEOUT;
-    if (!res->success && transient && !r->cancelled && !r->interrupted &&
-        (size_t)r->fb_next < r->step->nfallback) {
-        /* fallback (seed 004): a transient failure hands the step to the next agent */
-        if (!r->fallback_from)
-            r->fallback_from = bt_xstrdup(r->agent_name);
-        bt_strbuf m = BT_STRBUF_INIT;
-        bt_strbuf_addf(&m, "%s failed (%s: %s); falling back to %s", r->agent_name,
-                       bt_agent_error_class_name(res->error_class), res->error,
-                       r->step->fallback[r->fb_next]);
+    const char *agent = bt_json_str(data, "agent", r->agent_name ? r->agent_name : "");
+    if (strcmp(kind, "fallback") == 0) {
+        /* seed 004: a transient failure, a skip or an open breaker hands the step on */
+        const char *to = bt_json_str(data, "to", "");
         emit(r, "step.fallback",
-             json_pack("{ss ss ss ss}", "step", r->key, "from", r->agent_name, "to",
-                       r->step->fallback[r->fb_next], "reason", m.buf));
-        bt_strbuf_release(&m);
+             json_pack("{ss ss ss ss}", "step", r->key, "from", bt_json_str(data, "from", ""), "to",
+                       to, "reason", bt_json_str(data, "reason", "")));
         free(r->agent_name);
-        r->agent_name = bt_xstrdup(r->step->fallback[r->fb_next++]);
-        start_agent(r);
-        return;
+        r->agent_name = bt_xstrdup(to);
+    } else if (strcmp(kind, "rate_limited") == 0) {
+        json_t *d =
+            json_pack("{ss ss ss sI ss ss}", "step", r->key, "agent", agent, "reason", "rate_limit",
+                      "wait_ms", (json_int_t)bt_json_int(data, "wait_ms", 0), "provider",
+                      bt_json_str(data, "provider", ""), "limit", bt_json_str(data, "limit", ""));
+        progress(r, "step.waiting", json_incref(d));
+        emit(r, "step.waiting", d);
+    } else if (r->on_progress) {
+        /* rejected (breaker open) or skipped (offline, unusable) */
+        bt_strbuf m = BT_STRBUF_INIT;
+        if (strcmp(kind, "rejected") == 0) {
+            bt_strbuf_addf(&m, "circuit breaker %s: %s is not called",
+                           bt_json_str(data, "state", "open"), agent);
+            int64_t at = bt_json_int(data, "retry_at", 0);
+            char iso[BT_TIME_ISO_LEN];
+            if (at > 0)
+                bt_strbuf_addf(&m, " before %s", bt_time_format_iso(at, iso));
+        } else {
+            bt_strbuf_addf(&m, "%s skipped: %s", agent, bt_json_str(data, "reason", ""));
+        }
+        progress(r, "agent.status",
+                 json_pack("{ss ss ss ss ss}", "step", r->key, "agent", agent, "tool", "", "text",
+                           m.buf, "kind", kind));
+        bt_strbuf_release(&m);
     }
+}
+
+static void on_resil_done(const bt_resil_result *res, void *ud)
+{
+    rrun *r = ud;
+    r->rcall = NULL;
+    unref(r);
+    const bt_agent_result *ar = res->agent_result;
     step_out o = {0};
     o.status = res->success ? BT_STEP_SUCCEEDED : BT_STEP_FAILED;
-    o.output = bt_xstrdup(res->output ? res->output : "");
+    o.output = bt_xstrdup(ar && ar->output ? ar->output : "");
     o.error = res->success ? NULL : bt_xstrdup(res->error);
     o.error_class = res->success                             ? NULL
                     : res->error_class == BT_AGENT_TRANSIENT ? "transient"
                     : res->error_class == BT_AGENT_TIMEOUT   ? "timeout"
                     : res->error_class == BT_AGENT_CANCELLED ? "cancelled"
                                                              : "permanent";
-    o.exit_code = res->exit_code;
-    o.tokens_in = res->tokens_in;
-    o.tokens_out = res->tokens_out;
-    o.cost_usd = res->cost_usd;
-    o.agent = bt_xstrdup(r->agent_name);
-    o.fallback_from = r->fallback_from ? bt_xstrdup(r->fallback_from) : NULL;
+    o.exit_code = ar ? ar->exit_code : -1;
+    o.tokens_in = ar ? ar->tokens_in : 0;
+    o.tokens_out = ar ? ar->tokens_out : 0;
+    o.cost_usd = ar ? ar->cost_usd : 0;
+    /* who produced the result (or ran last); the primary when none ran */
+    o.agent = bt_xstrdup(res->agent           ? res->agent
+                         : res->nattempts > 0 ? res->attempts[0].agent
+                                              : r->agent_name);
+    o.fallback_from = bt_xstrdup(res->fallback_from);
     step_done(r, &o);
+}
+
+/* The call's chain: the step's agent, then the step's fallback list, else that agent's
+ * own configured fallback (agents.<n>.fallback); each name once. Borrowed names. */
+typedef BT_VEC(const char *) name_vec;
+
+static void chain_add(name_vec *v, const char *name)
+{
+    for (size_t i = 0; i < v->len; i++)
+        if (strcmp(v->items[i], name) == 0)
+            return;
+    bt_vec_push(v, name);
+}
+
+static void agent_chain(rrun *r, name_vec *v)
+{
+    chain_add(v, r->agent_name);
+    const bt_wf_step *st = r->step;
+    if (st->nfallback) {
+        for (size_t i = 0; i < st->nfallback; i++)
+            chain_add(v, st->fallback[i]);
+        return;
+    }
+    const bt_config_agent *ac =
+        r->e->env.cfg ? bt_config_agent_find(r->e->env.cfg, r->agent_name) : NULL;
+    for (size_t i = 0; ac && i < ac->fallback.len; i++)
+        chain_add(v, ac->fallback.items[i]);
 }
 
 static void start_agent(rrun *r)
 {
-    bt_agents *set = r->e->env.agents ? r->e->env.agents(r->e->env.ud) : NULL;
-    bt_agent *a = set ? bt_agents_find(set, r->agent_name) : NULL;
-    if (!a) {
+    bt_engine *e = r->e;
+    bt_resil *rs = bt_engine_resil(e);
+    if (!rs) {
         bt_strbuf m = BT_STRBUF_INIT;
-        int i = set ? bt_agents_index(set, r->agent_name) : -1;
-        if (i >= 0 && bt_agents_error(set, (size_t)i))
-            bt_strbuf_addf(&m, "agent %s cannot be used: %s", r->agent_name,
-                           bt_agents_error(set, (size_t)i));
-        else
-            bt_strbuf_addf(&m, "agent %s is not configured (add it under agents: in baton.yaml)",
-                           r->agent_name);
+        bt_strbuf_addf(&m, "agent %s is not configured (add it under agents: in baton.yaml)",
+                       r->agent_name);
         fail_step(r, m.buf, "permanent");
         bt_strbuf_release(&m);
         return;
     }
-    bt_agent_request rq = {.prompt = r->prompt,
-                           .system = r->system,
-                           .workspace = r->workspace,
-                           .timeout_ms = r->step->timeout_ms,
-                           .on_event = on_agent_event,
-                           .on_done = on_agent_done,
+    if (e->env.offline) {
+        const char *why = NULL;
+        bt_resil_set_offline(rs, e->env.offline(e->env.ud, &why));
+    }
+    name_vec chain = {0};
+    agent_chain(r, &chain);
+    if (bt_json_bool(r->state, "offline", 0) && !bt_resil_offline(rs)) {
+        /* this run is offline while the process is not: only local agents */
+        bt_agents *set = e->env.agents ? e->env.agents(e->env.ud) : NULL;
+        size_t k = 0;
+        for (size_t i = 0; i < chain.len; i++) {
+            bt_agent *a = set ? bt_agents_find(set, chain.items[i]) : NULL;
+            if (!a || bt_agent_is_local(a))
+                chain.items[k++] = chain.items[i];
+        }
+        if (k == 0) {
+            bt_strbuf m = BT_STRBUF_INIT;
+            bt_strbuf_addf(&m, "offline: every agent of this step is remote (%s", chain.items[0]);
+            for (size_t i = 1; i < chain.len; i++)
+                bt_strbuf_addf(&m, ", %s", chain.items[i]);
+            bt_strbuf_addstr(&m, "); give it a local fallback");
+            bt_vec_free(&chain);
+            fail_step(r, m.buf, "transient");
+            bt_strbuf_release(&m);
+            return;
+        }
+        chain.len = k;
+    }
+    bt_resil_request rq = {.chain = chain.items,
+                           .nchain = chain.len,
+                           .agent = {.prompt = r->prompt,
+                                     .system = r->system,
+                                     .workspace = r->workspace,
+                                     .timeout_ms = r->step->timeout_ms,
+                                     .on_event = on_agent_event},
+                           .task_id = r->task->id,
+                           .run_id = r->run_id,
+                           .on_status = on_resil_status,
+                           .on_done = on_resil_done,
                            .ud = r};
     bt_error err = BT_ERROR_INIT;
     ref(r);
-    if (bt_agent_start(a, &rq, &r->arun, &err) < 0) {
-        r->arun = NULL;
+    if (bt_resil_call_start(rs, &rq, &r->rcall, &err) < 0) {
+        r->rcall = NULL;
         r->refs--;
         fail_step(r, err.msg, "permanent");
     }
+    bt_vec_free(&chain);
 }
 
 static void on_budget(void *ud, const bt_budget_verdict *v)
@@ -1034,9 +1115,6 @@ static void action_agent(rrun *r)
     } else {
         r->prompt = default_prompt(r);
     }
-    r->fb_next = 0;
-    free(r->fallback_from);
-    r->fallback_from = NULL;
     const bt_config *cfg = r->e->env.cfg;
     ref(r);
     bt_budget_check(r->e->env.store, cfg ? &cfg->budgets : NULL, r->task->id, r->task->project,
@@ -2340,6 +2418,36 @@ static void on_runs_listed(void *ud, int rc, const bt_error *err, bt_run *const 
                         on_run_created, r);
 }
 
+static void on_resil_loaded(void *ud, int rc, const bt_error *err)
+{
+    if (rc < 0 && rc != BT_ECANCELED)
+        bt_log_warn((bt_log *)ud, "agent statistics not loaded",
+                    BT_LF_STR("error", err ? err->msg : ""));
+}
+
+bt_resil *bt_engine_resil(bt_engine *e)
+{
+    if (e->env.resil)
+        return e->env.resil;
+    if (!e->own_resil) {
+        bt_agents *set = e->env.agents ? e->env.agents(e->env.ud) : NULL;
+        if (!set || !e->env.cfg)
+            return NULL;
+        bt_resil_env re = {.loop = e->env.loop,
+                           .agents = set,
+                           .cfg = e->env.cfg,
+                           .store = e->env.store,
+                           .log = e->env.log};
+        bt_error err = BT_ERROR_INIT;
+        if (bt_resil_new(&re, &e->own_resil, &err) < 0) {
+            bt_log_error(e->env.log, "agent calls cannot run", BT_LF_STR("error", err.msg));
+            return NULL;
+        }
+        bt_resil_load(e->own_resil, on_resil_loaded, e->env.log);
+    }
+    return e->own_resil;
+}
+
 bt_engine *bt_engine_new(const bt_engine_env *env)
 {
     bt_engine *e = bt_xcalloc(1, sizeof *e);
@@ -2463,8 +2571,8 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
 
 static void stop_action(rrun *r)
 {
-    if (r->arun)
-        bt_agent_run_cancel(r->arun);
+    if (r->rcall)
+        bt_resil_call_cancel(r->rcall);
     else if (r->proc)
         bt_proc_cancel(r->proc);
     else if (r->hcall)
@@ -2542,6 +2650,8 @@ void bt_engine_free(bt_engine *e)
         return;
     if (e->sub_on)
         bt_store_unsubscribe(e->env.store, e->sub);
+    bt_resil_free(e->own_resil); /* every run, so every call, has ended */
+    e->own_resil = NULL;
     if (e->poll_init) {
         e->poll.data = e;
         uv_close((uv_handle_t *)&e->poll, on_poll_closed);

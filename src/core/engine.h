@@ -145,6 +145,13 @@ void bt_engine_stop(bt_engine *e);
 /* Number of runs active in this engine. */
 int bt_engine_active(const bt_engine *e);
 
+/* The resilience wrapper the engine's agent steps go through: env.resil, else the
+ * engine's own, built over env.agents on the first call (and its statistics loaded from
+ * the store once); NULL when there are no agents. Borrowed: it lives as long as the
+ * engine. The API and the planner read breakers and statistics through it, so the whole
+ * process sees one instance. */
+bt_resil *bt_engine_resil(bt_engine *e);
+
 /* The seed-004 result shape from a stored run and its steps:
  * {"success", "workflow", "iterations", "steps":[" [OK] codex (implement)", ...],
  *  "final_output", "run_id", "task_id", "status", "error", "stop_reason",
