@@ -1,12 +1,18 @@
 /*
  * agents.c - agent routes: GET /api/agents (seed 004 "List agents": every configured
  * agent with type, role, model and whether it can run now, or why not), GET
- * /api/models/status (seed 004 "Local backend/model readiness summary") and
- * POST /api/agents/{name}/test (run one agent on a prompt, like `baton test-agent`).
+ * /api/agents/{name} (one of them), GET /api/models/status (seed 004 "Local
+ * backend/model readiness summary") and POST /api/agents/{name}/test (run one agent on
+ * a prompt, like `baton test-agent`).
  *
  * The agent set and the HTTP client come from the app through api->agents() and
  * api->http_client(), which build them on first use, so a daemon nobody asks about
- * agents never loads libcurl.
+ * agents never loads libcurl. Once the agents exist, the resilience wrapper
+ * (api->resil, core/resilience.h) adds each agent's live state to the listing:
+ * "provider", "local", "breaker", "stats" and "rate_limit" (the shapes of
+ * bt_resil_agent_json), the providers' shared limits as top-level "providers", and the
+ * offline detector's state as top-level "offline" (api->offline_status). `baton agents
+ * --json` prints the same agent objects, built from the store's history.
  *
  * POST /api/agents/{name}/test {"prompt": "...", "timeout": "2m"?} runs the agent in a
  * scratch directory under workspace.root/.agent-tests (removed afterwards) and answers
@@ -23,6 +29,7 @@
 #include "base/strbuf.h"
 #include "base/time.h"
 #include "config/config.h"
+#include "core/resilience.h"
 #include "http/server.h"
 #include "obs/log.h"
 
@@ -37,17 +44,64 @@
 
 #define TEST_MAX_TIMEOUT_MS (30LL * 60 * 1000)
 
-/* ---- GET /api/agents ---- */
+/* ---- GET /api/agents, GET /api/agents/{name} ---- */
+
+/* The resilience fields of one listed agent (o gains them when the wrapper knows it). */
+static void add_live_state(json_t *o, const bt_resil *rs)
+{
+    static const char *const keys[] = {"provider", "local", "breaker", "stats", "rate_limit"};
+    json_t *live = bt_resil_agent_json(rs, json_string_value(json_object_get(o, "name")));
+    if (!live)
+        return;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        json_t *v = json_object_get(live, keys[k]);
+        if (v)
+            json_object_set(o, keys[k], v);
+    }
+    json_decref(live);
+}
+
+/* Borrowed from the app; NULL when it has none (or is stopping). */
+static bt_resil *resil_of(bt_api *api)
+{
+    return api->resil ? api->resil(api) : NULL;
+}
+
+/* A copy of the check-all status with the live state added (new reference). */
+static json_t *listing(bt_api *api, json_t *status)
+{
+    json_t *out = json_deep_copy(status);
+    bt_resil *rs = resil_of(api);
+    if (rs) {
+        size_t i;
+        json_t *o;
+        json_t *arr = json_object_get(out, "agents");
+        json_array_foreach(arr, i, o)
+        {
+            add_live_state(o, rs);
+        }
+        json_t *all = bt_resil_json(rs);
+        json_t *providers = json_object_get(all, "providers");
+        if (providers)
+            json_object_set(out, "providers", providers);
+        json_decref(all);
+    }
+    json_t *offline = api->offline_status ? api->offline_status(api) : NULL;
+    if (offline)
+        json_object_set_new(out, "offline", offline);
+    return out;
+}
 
 typedef struct pending_req {
     bt_http_req *req;
+    bt_api *api;
 } pending_req;
 
 static void agents_answer(json_t *status, void *ud)
 {
     pending_req *p = ud;
     if (!bt_http_req_done(p->req))
-        bt_http_respond_json(p->req, 200, json_incref(status));
+        bt_http_respond_json(p->req, 200, listing(p->api, status));
     free(p);
 }
 
@@ -56,14 +110,77 @@ static void h_agents(bt_http_req *req, void *ud)
     bt_api *api = ud;
     bt_agents *set = api->agents ? api->agents(api) : NULL;
     if (!set) {
-        bt_http_respond_json(req, 200,
-                             json_pack("{s:[],s:i,s:i}", "agents", "count", 0, "available", 0));
+        json_t *none = json_pack("{s:[],s:i,s:i}", "agents", "count", 0, "available", 0);
+        bt_http_respond_json(req, 200, listing(api, none));
+        json_decref(none);
         return;
     }
     pending_req *p = bt_xcalloc(1, sizeof *p);
     p->req = req;
+    p->api = api;
     bt_http_req_suspend(req);
     bt_agents_check_all(set, agents_answer, p);
+}
+
+typedef struct one_req {
+    bt_http_req *req;
+    bt_api *api;
+    json_t *agent; /* the description, completed by the check */
+} one_req;
+
+static void one_answer(one_req *o)
+{
+    bt_resil *rs = resil_of(o->api);
+    if (rs)
+        add_live_state(o->agent, rs);
+    if (!bt_http_req_done(o->req))
+        bt_http_respond_json(o->req, 200, json_incref(o->agent));
+    json_decref(o->agent);
+    free(o);
+}
+
+static void one_checked(bt_agent *a, int available, const char *detail, void *ud)
+{
+    (void)a;
+    one_req *o = ud;
+    json_object_set_new(o->agent, "available", json_boolean(available));
+    json_object_set_new(o->agent, "detail", json_string(detail ? detail : ""));
+    one_answer(o);
+}
+
+static void h_agent_one(bt_http_req *req, void *ud)
+{
+    bt_api *api = ud;
+    const char *name = bt_http_req_param(req, "name");
+    bt_agents *set = api->agents ? api->agents(api) : NULL;
+    int idx = set ? bt_agents_index(set, name) : -1;
+    if (idx < 0) {
+        bt_strbuf known = BT_STRBUF_INIT;
+        size_t n = set ? bt_agents_count(set) : 0;
+        for (size_t i = 0; i < n; i++)
+            bt_strbuf_addf(&known, "%s%s", i ? ", " : "", bt_agents_name(set, i));
+        if (n)
+            bt_http_respond_error(req, 404, "not_found", "no agent named '%s'; configured: %s",
+                                  name, bt_strbuf_cstr(&known));
+        else
+            bt_http_respond_error(req, 404, "not_found",
+                                  "no agent named '%s'; no agents are configured", name);
+        bt_strbuf_release(&known);
+        return;
+    }
+    one_req *o = bt_xcalloc(1, sizeof *o);
+    o->req = req;
+    o->api = api;
+    o->agent = bt_agents_describe(set, (size_t)idx);
+    bt_agent *agent = bt_agents_at(set, (size_t)idx);
+    if (!agent) {
+        json_object_set_new(o->agent, "available", json_false());
+        json_object_set_new(o->agent, "detail", json_string(bt_agents_error(set, (size_t)idx)));
+        one_answer(o);
+        return;
+    }
+    bt_http_req_suspend(req);
+    bt_agent_check(agent, one_checked, o);
 }
 
 /* ---- GET /api/models/status ---- */
@@ -303,6 +420,7 @@ int bt_api_agents_register(bt_api *api, bt_error *err)
         return rc;
     const bt_http_route routes[] = {
         {"GET", "/api/agents", BT_HTTP_SCOPE_READ, h_agents, api, 0, 0},
+        {"GET", "/api/agents/{name}", BT_HTTP_SCOPE_READ, h_agent_one, api, 0, 0},
         {"GET", "/api/models/status", BT_HTTP_SCOPE_READ, h_models_status, api, 0, 0},
         {"POST", "/api/agents/{name}/test", BT_HTTP_SCOPE_WRITE, h_agent_test, g, 0, 0},
     };

@@ -15,12 +15,20 @@
  *   - /proc/self for process_* (the standard names of Prometheus client libraries).
  * workflow_execution_duration and agent_task_count (seed 001) come from the same event
  * stream: run.updated events of runs that reached their end, step.finished events of
- * steps an agent ran.
+ * steps an agent ran. So do the resilience families (core/resilience.h): agent.call
+ * gives orchestrator_agent_calls_total (seed 004's name, which its planner reads) and
+ * orchestrator_agent_latency_seconds; agent.breaker gives baton_agent_circuit_state and
+ * baton_agent_circuit_transitions_total; agent.rate_limited gives
+ * baton_agent_rate_limited_total and baton_agent_rate_limit_wait_seconds_total;
+ * offline.changed (and, at scrape time, the offline detector's own state) gives
+ * baton_offline. Label values are bounded: configured agent and provider names plus at
+ * most LABEL_CAP others seen in events; later unknown names count under "_other".
  *
  * State (the family handles) is owned by this file, freed by bt_api_cleanup.
  */
 #include "api/api.h"
 
+#include "base/map.h"
 #include "base/mem.h"
 #include "base/strbuf.h"
 #include "base/time.h"
@@ -37,6 +45,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* Distinct agent (and provider) label values beyond the configured names. */
+#define LABEL_CAP   256
+#define LABEL_OTHER "_other"
+
 typedef struct meta_metrics {
     bt_api *api;
     int sub; /* store subscription id, or < 0 */
@@ -44,15 +56,102 @@ typedef struct meta_metrics {
     bt_metric *queue_tasks, *queue_ready, *claims, *retries, *finished;
     bt_metric *workers, *db_conns, *store_op;
     bt_metric *wf_duration, *agent_tasks, *build_info;
+    bt_metric *agent_calls, *agent_latency, *circuit_state, *circuit_moves;
+    bt_metric *rate_limited, *rate_wait, *offline;
     bt_metric *rss, *vsz, *cpu, *fds, *max_fds, *start_time;
+    bt_map *agent_labels, *provider_labels; /* label values in use (values unused) */
+    size_t agent_extra, provider_extra;     /* of which not configured */
     double start_time_s;
 } meta_metrics;
+
+/* ---- resilience events ---- */
+
+/* The label value for a name from an event: itself while the family's label set is
+ * bounded, else LABEL_OTHER. NULL for a missing or empty name. */
+static const char *bounded(bt_map *seen, size_t *extra, const char *name)
+{
+    if (!name || !*name)
+        return NULL;
+    if (bt_map_has(seen, name))
+        return name;
+    if (*extra >= LABEL_CAP)
+        return LABEL_OTHER;
+    bt_map_set(seen, name, NULL);
+    (*extra)++;
+    return name;
+}
+
+static const char *one_of(const char *v, const char *const *allowed, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        if (strcmp(v, allowed[i]) == 0)
+            return allowed[i];
+    return NULL;
+}
+
+static const char *const outcomes[] = {"success", "failure", "cancelled", "rejected", "skipped"};
+static const char *const breaker_states[] = {"closed", "half_open", "open"}; /* gauge values */
+
+/* 1 when the event was one of the resilience layer's. */
+static int on_resilience_event(meta_metrics *m, const bt_event *ev)
+{
+    json_t *d = ev->data;
+    const char *name = json_string_value(json_object_get(d, "agent"));
+    if (strcmp(ev->type, "agent.call") == 0) {
+        const char *agent = bounded(m->agent_labels, &m->agent_extra, name);
+        const char *outcome = json_string_value(json_object_get(d, "outcome"));
+        const char *known = one_of(outcome, outcomes, sizeof outcomes / sizeof outcomes[0]);
+        if (!agent)
+            return 1;
+        bt_metric_inc(m->agent_calls, 1, agent, known ? known : "other");
+        json_t *ms = json_object_get(d, "duration_ms");
+        if (json_is_number(ms) && known &&
+            (strcmp(known, "success") == 0 || strcmp(known, "failure") == 0))
+            bt_metric_observe(m->agent_latency, json_number_value(ms) / 1000.0, agent);
+        return 1;
+    }
+    if (strcmp(ev->type, "agent.breaker") == 0) {
+        const char *agent = bounded(m->agent_labels, &m->agent_extra, name);
+        const char *to = one_of(json_string_value(json_object_get(d, "to")), breaker_states,
+                                sizeof breaker_states / sizeof breaker_states[0]);
+        if (!agent || !to)
+            return 1;
+        for (size_t i = 0; i < sizeof breaker_states / sizeof breaker_states[0]; i++)
+            if (to == breaker_states[i])
+                bt_metric_set(m->circuit_state, (double)i, agent);
+        bt_metric_inc(m->circuit_moves, 1, agent, to);
+        return 1;
+    }
+    if (strcmp(ev->type, "agent.rate_limited") == 0) {
+        const char *agent = bounded(m->agent_labels, &m->agent_extra, name);
+        const char *provider = bounded(m->provider_labels, &m->provider_extra,
+                                       json_string_value(json_object_get(d, "provider")));
+        if (!agent)
+            return 1;
+        bt_metric_inc(m->rate_limited, 1, agent, provider ? provider : "");
+        json_t *ms = json_object_get(d, "wait_ms");
+        if (json_is_number(ms) && json_number_value(ms) > 0)
+            bt_metric_inc(m->rate_wait, json_number_value(ms) / 1000.0);
+        return 1;
+    }
+    if (strcmp(ev->type, "offline.changed") == 0) {
+        json_t *off = json_object_get(d, "offline");
+        if (json_is_boolean(off))
+            bt_metric_set(m->offline, json_is_true(off) ? 1.0 : 0.0);
+        return 1;
+    }
+    return 0;
+}
 
 /* ---- event-derived counters ---- */
 
 static void on_event(void *ud, const bt_event *ev)
 {
     meta_metrics *m = ud;
+    if (strncmp(ev->type, "agent.", 6) == 0 || strncmp(ev->type, "offline.", 8) == 0) {
+        if (on_resilience_event(m, ev))
+            return;
+    }
     if (strcmp(ev->type, "run.updated") == 0) {
         /* a run reaching its end: how long the workflow took (seed 001) */
         json_t *run = json_object_get(ev->data, "run");
@@ -195,6 +294,12 @@ static void collect(bt_metrics *reg, void *ud)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
         bt_metric_set(m->max_fds, rl.rlim_cur == RLIM_INFINITY ? -1.0 : (double)rl.rlim_cur);
     bt_metric_set(m->start_time, m->start_time_s);
+    /* The detector knows the mode from start-up on (an event only marks a change). */
+    json_t *off = api->offline_status ? api->offline_status(api) : NULL;
+    const char *mode = json_string_value(json_object_get(off, "mode"));
+    if (mode)
+        bt_metric_set(m->offline, strcmp(mode, "offline") == 0 ? 1.0 : 0.0);
+    json_decref(off);
 }
 
 /* ---- the scrape ---- */
@@ -277,9 +382,65 @@ static void h_metrics(bt_http_req *req, void *ud)
     scrape_finish(sc);
 }
 
+static void metrics_free(meta_metrics *m)
+{
+    bt_map_free(m->agent_labels);
+    bt_map_free(m->provider_labels);
+    free(m);
+}
+
 static void metrics_cleanup(void *ud)
 {
-    free(ud);
+    metrics_free(ud);
+}
+
+/* The resilience families and their starting series. 0, or -1 when a family exists
+ * with another type. */
+static int register_resilience(bt_metrics *reg, meta_metrics *m, const bt_config *cfg)
+{
+    static const double lat_buckets[] = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+    m->agent_calls = bt_metrics_counter(reg, "orchestrator_agent_calls_total",
+                                        "Agent calls by agent and outcome: success, failure, "
+                                        "cancelled, rejected (breaker open), skipped (offline or "
+                                        "unusable) (seed 004)",
+                                        "agent,outcome");
+    m->agent_latency =
+        bt_metrics_histogram(reg, "orchestrator_agent_latency_seconds",
+                             "Duration of agent calls that ran (succeeded or failed), by agent",
+                             "agent", lat_buckets, sizeof lat_buckets / sizeof lat_buckets[0]);
+    m->circuit_state = bt_metrics_gauge(reg, "baton_agent_circuit_state",
+                                        "Circuit breaker state after the agent's last transition: "
+                                        "0 closed, 1 half_open, 2 open",
+                                        "agent");
+    m->circuit_moves =
+        bt_metrics_counter(reg, "baton_agent_circuit_transitions_total",
+                           "Circuit breaker transitions by agent and new state", "agent,to");
+    m->rate_limited = bt_metrics_counter(reg, "baton_agent_rate_limited_total",
+                                         "Agent calls that waited for a rate limit (the agent's "
+                                         "own or its provider's), by agent and provider",
+                                         "agent,provider");
+    m->rate_wait = bt_metrics_counter(reg, "baton_agent_rate_limit_wait_seconds_total",
+                                      "Time agent calls spent queued for rate limits", NULL);
+    m->offline =
+        bt_metrics_gauge(reg, "baton_offline",
+                         "1 while offline mode is on (remote agents are skipped), else 0", NULL);
+    if (!m->agent_calls || !m->agent_latency || !m->circuit_state || !m->circuit_moves ||
+        !m->rate_limited || !m->rate_wait || !m->offline)
+        return -1;
+    m->agent_labels = bt_map_new(NULL);
+    m->provider_labels = bt_map_new(NULL);
+    for (size_t i = 0; i < cfg->agents.len; i++) {
+        const char *name = cfg->agents.items[i].name;
+        bt_map_set(m->agent_labels, name, NULL);
+        /* zeros from the first scrape, so rates of an agent without calls are 0, not gaps */
+        bt_metric_inc(m->agent_calls, 0, name, "success");
+        bt_metric_inc(m->agent_calls, 0, name, "failure");
+    }
+    for (size_t i = 0; i < cfg->providers.len; i++)
+        bt_map_set(m->provider_labels, cfg->providers.items[i].name, NULL);
+    bt_metric_inc(m->rate_wait, 0);
+    bt_metric_set(m->offline, cfg->offline.mode == BT_OFFLINE_ON ? 1.0 : 0.0);
+    return 0;
 }
 
 int bt_api_metrics_register(bt_api *api, bt_error *err)
@@ -341,8 +502,8 @@ int bt_api_metrics_register(bt_api *api, bt_error *err)
     if (!m->requests || !m->inflight || !m->streams || !m->queue_tasks || !m->queue_ready ||
         !m->claims || !m->retries || !m->finished || !m->workers || !m->db_conns || !m->store_op ||
         !m->wf_duration || !m->agent_tasks || !m->build_info || !m->rss || !m->vsz || !m->cpu ||
-        !m->fds || !m->max_fds || !m->start_time) {
-        free(m);
+        !m->fds || !m->max_fds || !m->start_time || register_resilience(reg, m, api->cfg) < 0) {
+        metrics_free(m);
         return bt_errorf(err, BT_EINTERNAL,
                          "a metric family is already registered with another type");
     }
@@ -355,7 +516,7 @@ int bt_api_metrics_register(bt_api *api, bt_error *err)
 
     int rc = bt_api_on_cleanup(api, metrics_cleanup, m, err);
     if (rc < 0) {
-        free(m);
+        metrics_free(m);
         return rc;
     }
     bt_metrics_on_collect(reg, collect, m);

@@ -2,7 +2,8 @@
 """Agents through the real binary (issue 5): `baton agents`, `baton test-agent` (live
 output, tokens, cost, --record, replay of the recording), `baton models
 status|list|pull|remove` against the fake LLM server's Ollama endpoints, and the HTTP
-routes GET /api/agents, GET /api/models/status, POST /api/agents/{name}/test.
+routes GET /api/agents (with each agent's breaker, statistics and limits), GET
+/api/agents/{name}, GET /api/models/status, POST /api/agents/{name}/test.
 """
 import json
 import os
@@ -190,6 +191,26 @@ def api_checks(tmp, llm):
               "each agent has seed 004's name, role, type, available")
         check(by.get("fake", {}).get("available") is True and by.get("ghost", {}).get("available") is False,
               "availability is checked")
+        check(all((a.get("breaker") or {}).get("state") == "closed"
+                  and (a.get("stats") or {}).get("calls") == 0
+                  and (a.get("stats") or {}).get("success_rate", 0) is None
+                  and "waiting" in (a.get("rate_limit") or {}) for a in by.values()),
+              "each agent carries its breaker (closed), statistics (no calls) and rate limit")
+        check(by.get("hosted", {}).get("provider") == "openai" and by.get("hosted", {}).get("local") is False
+              and by.get("local", {}).get("local") is True and by.get("dead", {}).get("provider") == "ollama",
+              "provider and locality are reported "
+              f"({[(n, a.get('provider'), a.get('local')) for n, a in by.items()]})")
+        st, one = srv.request("GET", "/api/agents/fake")
+        check(st == 200 and one.get("name") == "fake" and one.get("available") is True
+              and (one.get("breaker") or {}).get("state") == "closed",
+              f"GET /api/agents/fake answers the one agent ({st})")
+        st, one = srv.request("GET", "/api/agents/ghost")
+        check(st == 200 and one.get("available") is False and "ghost-cli" in one.get("detail", ""),
+              f"GET /api/agents/ghost says why it is unavailable ({one.get('detail')!r})")
+        st, one = srv.request("GET", "/api/agents/nobody")
+        msg = ((one or {}).get("error") or {}).get("message", "") if isinstance(one, dict) else ""
+        check(st == 404 and "nobody" in msg and "fake" in msg and "dead" in msg,
+              f"GET /api/agents/nobody is 404 naming the configured agents ({msg!r})")
         st, doc = srv.request("GET", "/api/models/status")
         check(st == 200 and any(e.get("kind") == "ollama" for e in doc.get("endpoints", [])),
               "GET /api/models/status reports the local endpoints")
