@@ -880,6 +880,8 @@ def main():
     Handler.state = state
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
+    # a burst of new connections must not wait for a SYN retry (the default backlog is 5)
+    ThreadingHTTPServer.request_queue_size = 128
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
 
     def stop(*_):

@@ -313,6 +313,8 @@ def main():
                     help="GETs of a conversation until it reaches its terminal status")
     args = ap.parse_args()
     Handler.state = State(args.session_key, args.polls)
+    # a burst of new connections must not wait for a SYN retry (the default backlog is 5)
+    ThreadingHTTPServer.request_queue_size = 128
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True
     print("PORT %d" % srv.server_address[1], flush=True)
