@@ -120,6 +120,19 @@ static int64_t backoff_delay(worker *w)
     return half + (int64_t)(next_rand(w) % (uint64_t)(half + 1));
 }
 
+/* The orchestrator's API is rate-limited per token (server.rate_limit): a 429 is "try
+ * again later", like a 5xx, after at least its Retry-After. */
+static int try_later(const bt_http_response *r)
+{
+    return r->rc < 0 || r->status >= 500 || r->status == 429;
+}
+
+static int64_t later_delay(worker *w, const bt_http_response *r)
+{
+    int64_t d = backoff_delay(w);
+    return r->status == 429 && r->retry_after_ms > d ? r->retry_after_ms : d;
+}
+
 static void url_escape(bt_strbuf *sb, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -426,7 +439,7 @@ static void on_report_done(bt_http_call *call, const bt_http_response *r, void *
     if (r->rc == BT_ECANCELED || !it)
         return;
     int complete = strcmp(w->report_path, "/work/complete") == 0;
-    if (r->rc < 0 || r->status >= 500) {
+    if (try_later(r)) {
         net_down(w, r, w->report_path);
         if (w->stopping) {
             bt_log_warn(w->o.log, "shutting down without a report; the lease will expire",
@@ -434,7 +447,7 @@ static void on_report_done(bt_http_call *call, const bt_http_response *r, void *
             item_finish(w);
             return;
         }
-        int64_t d = backoff_delay(w);
+        int64_t d = later_delay(w, r);
         bt_log_debug(w->o.log, "report failed; retrying", BT_LF_STR("error", r->error),
                      BT_LF_INT("retry_in_ms", d));
         schedule_poll(w, d); /* the poll timer re-sends the report in the REPORT phase */
@@ -618,7 +631,7 @@ static void on_hb_done(bt_http_call *call, const bt_http_response *r, void *ud)
     item *it = w->cur;
     if (r->rc == BT_ECANCELED || !it || w->ph != PH_RUNNING)
         return;
-    if (r->rc < 0 || r->status >= 500) {
+    if (try_later(r)) {
         net_down(w, r, "/work/heartbeat");
         bt_log_debug(w->o.log, "heartbeat failed; the lease runs on", BT_LF_STR("error", r->error),
                      BT_LF_INT("status", r->status));
@@ -790,7 +803,14 @@ static void on_next_done(bt_http_call *call, const bt_http_response *r, void *ud
     w->poll_call = NULL;
     if (r->rc == BT_ECANCELED || w->stopping)
         return;
-    if (r->rc < 0 || r->status >= 500) {
+    if (r->status == 429) {
+        int64_t d = later_delay(w, r);
+        bt_log_info(w->o.log, "the orchestrator asks to slow down (429); polling later",
+                    BT_LF_INT("retry_in_ms", d));
+        schedule_poll(w, d);
+        return;
+    }
+    if (try_later(r)) {
         net_down(w, r, "/work/next");
         if (w->o.once) {
             w->stats.unreachable = 1;
@@ -799,7 +819,7 @@ static void on_next_done(bt_http_call *call, const bt_http_response *r, void *ud
             maybe_shutdown(w);
             return;
         }
-        int64_t d = backoff_delay(w);
+        int64_t d = later_delay(w, r);
         bt_log_debug(w->o.log, "poll failed; retrying",
                      BT_LF_STR("error", r->rc < 0 ? r->error : "server error"),
                      BT_LF_INT("status", r->status), BT_LF_INT("retry_in_ms", d));
