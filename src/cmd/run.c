@@ -373,6 +373,31 @@ static void run_offline(runner *r, const json_t *d)
                            : "?");
 }
 
+/* The dynamic planner's choice (core/planner.h): the plan, or why default runs instead. */
+static void run_planned(runner *r, const char *kind, const json_t *d)
+{
+    if (strcmp(kind, "run.plan_failed") == 0) {
+        const char *wf = jstr(d, "workflow", NULL, NULL);
+        const bt_workflow *w = wf ? bt_workflows_find(r->set, wf) : NULL;
+        if (w)
+            r->w = w; /* step positions follow the workflow that runs */
+        const char *why = jstr(d, "reason", NULL, NULL);
+        note(r, "planning failed: %s; running workflow %s", why ? why : "?", wf ? wf : "default");
+        return;
+    }
+    bt_strbuf sb = BT_STRBUF_INIT;
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(d, "steps"), i, st)
+    {
+        const char *id = jstr(st, "id", NULL, NULL), *agent = jstr(st, "agent", NULL, NULL);
+        bt_strbuf_addf(&sb, "%s%s (%s)", i ? " -> " : "", id ? id : "?", agent ? agent : "?");
+    }
+    const char *who = jstr(d, "agent", NULL, NULL);
+    note(r, "plan by %s: %s", who ? who : "?", sb.len ? sb.buf : "no steps");
+    bt_strbuf_release(&sb);
+}
+
 static void on_progress(bt_engine *e, const char *kind, const json_t *data, void *ud)
 {
     (void)e;
@@ -387,6 +412,8 @@ static void on_progress(bt_engine *e, const char *kind, const json_t *data, void
         run_waiting(r, data);
     } else if (strcmp(kind, "run.offline") == 0) {
         run_offline(r, data);
+    } else if (strcmp(kind, "run.planned") == 0 || strcmp(kind, "run.plan_failed") == 0) {
+        run_planned(r, kind, data);
     } else if (strcmp(kind, "run.started") == 0 || strcmp(kind, "run.resumed") == 0) {
         const char *run_id = jstr(data, "run_id", NULL, NULL);
         if (run_id)

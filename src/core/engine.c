@@ -26,6 +26,7 @@
 #include "base/vec.h"
 #include "config/config.h"
 #include "core/budget.h"
+#include "core/planner.h"
 #include "core/resilience.h"
 #include "core/template.h"
 #include "core/workflow.h"
@@ -93,6 +94,10 @@ struct rrun {
     int depth;
     char *workspace;
     json_t *assigned; /* task meta.assigned_agents or NULL */
+    /* the dynamic planner (planner.h): the planning call in progress, and the compiled
+     * plan the run executes (r->wf points into it) */
+    bt_planner_run *plan;
+    bt_workflows *plan_set;
     bt_engine_done_fn on_done;
     bt_engine_progress_fn on_progress;
     void *ud;
@@ -485,6 +490,7 @@ static void maybe_free(rrun *r)
         if (r->fr[i].wf)
             frame_clear(&r->fr[i]);
     bt_task_free(r->task);
+    bt_workflows_free(r->plan_set);
     json_decref(r->state);
     json_decref(r->rows);
     json_decref(r->assigned);
@@ -2311,6 +2317,178 @@ static void on_steps_loaded(void *ud, int rc, const bt_error *err, bt_step *cons
     walk(r);
 }
 
+/* ---- the dynamic planner (planner.h) ----
+ *
+ * A run of a `planner: true` workflow first asks for a plan; the run then executes the
+ * compiled plan, or `default` (its offline variant when offline) when planning failed.
+ * Either choice is written to the run's state ("plan" / "plan_error" and
+ * "plan_workflow") before the first step starts, so a resumed run follows it without
+ * asking again. */
+
+/* Make the top frame run wf instead of the planned workflow (which has no steps). */
+static void plan_use(rrun *r, const bt_workflow *wf, json_t *inputs)
+{
+    json_t *in = inputs ? inputs : json_incref(r->fr[0].inputs);
+    frame_clear(&r->fr[0]);
+    frame_init(&r->fr[0], wf, in, "");
+    r->wf = wf;
+}
+
+static void on_plan_stored(void *ud, int rc, const bt_error *err, const bt_run *run)
+{
+    rrun *r = ud;
+    (void)run;
+    unref(r);
+    if (rc < 0) {
+        run_end(r, "failed", err ? err->msg : "cannot record the plan", "transient");
+        return;
+    }
+    walk(r); /* it notices a cancel or shutdown that came meanwhile */
+}
+
+static void plan_store(rrun *r)
+{
+    bt_run_patch p = {.state = r->state};
+    ref(r);
+    bt_store_run_update(r->e->env.store, r->run_id, &p, on_plan_stored, r);
+}
+
+static void plan_failed(rrun *r, const char *reason, const char *agent, const json_t *excluded)
+{
+    const bt_workflows *set = r->e->env.workflows;
+    const bt_workflow *d = bt_workflows_find(set, "default");
+    if (d && bt_json_bool(r->state, "offline", 0))
+        d = bt_workflow_offline_variant(set, d, NULL, 0);
+    const char *why = bt_json_str(r->state, "plan_reason", NULL);
+    json_t *ev = json_pack("{ss ss}", "reason", reason, "workflow", d ? d->id : "default");
+    if (agent)
+        json_object_set_new(ev, "agent", json_string(agent));
+    if (excluded)
+        json_object_set_new(ev, "excluded", json_deep_copy(excluded));
+    if (why)
+        json_object_set_new(ev, "why", json_string(why));
+    emit(r, "run.plan_failed", json_deep_copy(ev));
+    progress(r, "run.plan_failed", ev);
+    logw(r, "planning failed; running the default workflow", reason);
+    json_object_set_new(r->state, "plan_error", json_string(reason));
+    bt_strbuf m = BT_STRBUF_INIT;
+    json_t *bound = NULL;
+    bt_error err = BT_ERROR_INIT;
+    if (!d || d->planned)
+        bt_strbuf_addf(&m, "planning failed (%s) and there is no default workflow", reason);
+    else if (d->missing)
+        bt_strbuf_addf(&m, "planning failed (%s) and workflow %s cannot run: %s", reason, d->id,
+                       d->missing);
+    else if (bt_workflow_bind_inputs(d, NULL, &bound, &err) < 0)
+        bt_strbuf_addf(&m, "planning failed (%s) and workflow %s cannot start: %s", reason, d->id,
+                       err.msg);
+    if (m.len) {
+        run_end(r, "failed", m.buf, "permanent");
+        bt_strbuf_release(&m);
+        return;
+    }
+    bt_strbuf_release(&m);
+    json_object_set_new(r->state, "plan_workflow", json_string(d->id));
+    json_object_set(r->state, "inputs", bound);
+    plan_use(r, d, bound);
+    plan_store(r);
+}
+
+static void on_planned(bt_planner_outcome *o, void *ud)
+{
+    rrun *r = ud;
+    r->plan = NULL;
+    unref(r);
+    if (r->cancelled || r->interrupted || o->cancelled) {
+        bt_workflows_free(o->set);
+        o->set = NULL;
+        if (r->interrupted)
+            run_interrupted(r); /* the run stays resumable: planning starts again */
+        else
+            run_end(r, "cancelled", r->cancel_reason ? r->cancel_reason : "cancelled", "cancelled");
+        return;
+    }
+    if (!o->ok) {
+        plan_failed(r, o->reason ? o->reason : "no plan", o->agent, o->excluded);
+        return;
+    }
+    r->plan_set = o->set;
+    o->set = NULL;
+    const bt_workflow *w = bt_workflows_at(r->plan_set, 0);
+    json_object_set_new(r->state, "plan", json_string(o->plan));
+    if (o->agent)
+        json_object_set_new(r->state, "planner", json_string(o->agent));
+    json_t *ev = json_pack("{ss* so}", "agent", o->agent, "steps", bt_planner_steps_json(w));
+    json_object_set_new(ev, "excluded", o->excluded ? json_deep_copy(o->excluded) : json_array());
+    const char *why = bt_json_str(r->state, "plan_reason", NULL);
+    if (why)
+        json_object_set_new(ev, "why", json_string(why));
+    emit(r, "run.planned", json_deep_copy(ev));
+    progress(r, "run.planned", ev);
+    plan_use(r, w, NULL);
+    plan_store(r);
+}
+
+static void plan_begin(rrun *r)
+{
+    const bt_engine_env *env = &r->e->env;
+    bt_resil *rs = bt_engine_resil(r->e);
+    if (!rs || !env->cfg) {
+        plan_failed(r, "no agent can plan: the engine has no resilience layer to call agents", NULL,
+                    NULL);
+        return;
+    }
+    bt_planner_request rq = {.resil = rs,
+                             .agents = env->agents ? env->agents(env->ud) : NULL,
+                             .cfg = env->cfg,
+                             .base = env->workflows,
+                             .planned = r->wf,
+                             .offline = bt_json_bool(r->state, "offline", 0),
+                             .title = r->task->title,
+                             .body = r->task->body,
+                             .workspace = r->workspace,
+                             .task_id = r->task->id,
+                             .run_id = r->run_id,
+                             .on_done = on_planned,
+                             .ud = r};
+    bt_error err = BT_ERROR_INIT;
+    ref(r);
+    if (bt_planner_start(&rq, &r->plan, &err) < 0) {
+        r->plan = NULL;
+        r->refs--;
+        plan_failed(r, err.msg, NULL, NULL);
+    }
+}
+
+/* Resuming a planned run: the plan (or the fallback) its state recorded. Returns 0 with
+ * r->wf set, 1 when no choice was recorded (plan again), or -1 with *why. */
+static int plan_resume(rrun *r, bt_strbuf *why)
+{
+    const bt_engine_env *env = &r->e->env;
+    const char *plan = bt_json_str(r->state, "plan", NULL);
+    const char *pw = bt_json_str(r->state, "plan_workflow", NULL);
+    if (plan) {
+        bt_error err = BT_ERROR_INIT;
+        if (bt_planner_compile(env->cfg, env->workflows, r->wf, plan, &r->plan_set, &err) < 0) {
+            bt_strbuf_addf(why, "cannot resume the planned run: %s", err.msg);
+            return -1;
+        }
+        r->wf = bt_workflows_at(r->plan_set, 0);
+        return 0;
+    }
+    if (pw) {
+        const bt_workflow *w = bt_workflows_find(env->workflows, pw);
+        if (!w || w->missing || w->planned) {
+            bt_strbuf_addf(why, "cannot resume: workflow %s (used because planning failed) %s", pw,
+                           w && w->missing ? w->missing : "is not available");
+            return -1;
+        }
+        r->wf = w;
+        return 0;
+    }
+    return 1;
+}
+
 static void on_run_created(void *ud, int rc, const bt_error *err, const bt_run *run)
 {
     rrun *r = ud;
@@ -2338,6 +2516,10 @@ static void on_run_created(void *ud, int rc, const bt_error *err, const bt_run *
     progress(r, "run.started",
              json_pack("{ss ss si}", "run_id", r->run_id, "workflow", r->wf->id, "max_iterations",
                        r->max_iterations));
+    if (r->wf->planned) {
+        plan_begin(r);
+        return;
+    }
     walk(r);
 }
 
@@ -2406,7 +2588,21 @@ static void on_runs_listed(void *ud, int rc, const bt_error *err, bt_run *const 
         if (r->wf->digest && strcmp(dg, r->wf->digest) != 0)
             logw(r, "workflow changed since the run started; resuming with the new definition",
                  r->wf->id);
-        frame_init(&r->fr[0], r->wf, inputs, "");
+        if (r->wf->planned) {
+            /* the plan (or the fallback) chosen before the first step */
+            bt_strbuf why = BT_STRBUF_INIT;
+            int pr = plan_resume(r, &why);
+            frame_init(&r->fr[0], r->wf, inputs, "");
+            if (pr < 0)
+                run_end(r, "failed", why.buf, "permanent");
+            else if (pr > 0)
+                plan_begin(r); /* stopped while planning: ask again */
+            bt_strbuf_release(&why);
+            if (pr != 0)
+                return;
+        } else {
+            frame_init(&r->fr[0], r->wf, inputs, "");
+        }
         ref(r);
         bt_store_step_list(r->e->env.store, r->run_id, on_steps_loaded, r);
         return;
@@ -2502,8 +2698,16 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
                         : task->workflow && *task->workflow ? task->workflow
                                                             : "default";
     const bt_workflow *wf = bt_workflows_find(e->env.workflows, wname);
-    if (!wf)
-        return bt_errorf(err, BT_ENOENT, "unknown workflow '%s' (see `baton workflows`)", wname);
+    char plan_reason[300] = ""; /* why the dynamic planner runs instead */
+    if (!wf) {
+        /* seed 004: a task no static workflow matches is planned (workflow dynamic) */
+        const bt_workflow *dyn = bt_workflows_find(e->env.workflows, "dynamic");
+        if (!dyn || !dyn->planned)
+            return bt_errorf(err, BT_ENOENT, "unknown workflow '%s' (see `baton workflows`)",
+                             wname);
+        snprintf(plan_reason, sizeof plan_reason, "no workflow named '%s'", wname);
+        wf = dyn;
+    }
     int offline = opts->offline || bt_json_bool(meta, "offline", 0);
     const char *why_off = offline ? "offline mode was asked for" : NULL;
     if (!offline && e->env.offline && e->env.offline(e->env.ud, &why_off)) {
@@ -2513,15 +2717,25 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     }
     char variant[512] = "";
     const char *asked = wf->id;
-    if (offline)
+    if (offline && wf->planned)
+        snprintf(variant, sizeof variant, "workflow %s planned with local agents only", wf->id);
+    else if (offline)
         wf = bt_workflow_offline_variant(e->env.workflows, wf, variant, sizeof variant);
     if (wf->missing)
         return bt_errorf(err, BT_EUNAVAIL, "workflow %s cannot run: %s", wf->id, wf->missing);
     const json_t *given = opts->inputs ? opts->inputs : json_object_get(meta, "inputs");
     json_t *bound = NULL;
-    int rc = bt_workflow_bind_inputs(wf, given, &bound, err);
+    /* a planned workflow declares no inputs: its steps come from the plan */
+    int rc = wf->planned ? 0 : bt_workflow_bind_inputs(wf, given, &bound, err);
     if (rc < 0)
         return rc;
+    if (!bound)
+        bound = json_object();
+    if (wf->planned)
+        /* the planner reads the agents' statistics: start loading them now (an engine
+         * that makes its own wrapper loads them on first use), ahead of the run's store
+         * round trips */
+        (void)bt_engine_resil(e);
     rrun *r = bt_xcalloc(1, sizeof *r);
     r->e = e;
     r->task = bt_task_dup(task);
@@ -2553,6 +2767,10 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
         json_object_set_new(r->state, "offline_workflow", json_string(variant));
         json_object_set_new(r->state, "requested_workflow", json_string(asked));
     }
+    if (*plan_reason) {
+        json_object_set_new(r->state, "plan_reason", json_string(plan_reason));
+        json_object_set_new(r->state, "requested_workflow", json_string(wname));
+    }
     uv_timer_init(e->env.loop, &r->timer);
     uv_timer_init(e->env.loop, &r->flush);
     r->timer.data = r->flush.data = r;
@@ -2571,7 +2789,9 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
 
 static void stop_action(rrun *r)
 {
-    if (r->rcall)
+    if (r->plan)
+        bt_planner_cancel(r->plan);
+    else if (r->rcall)
         bt_resil_call_cancel(r->rcall);
     else if (r->proc)
         bt_proc_cancel(r->proc);

@@ -4,10 +4,12 @@
  */
 #include "core/planner.h"
 
+#include "agents/agents.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/strbuf.h"
 #include "config/config.h"
+#include "core/resilience.h"
 #include "core/workflow.h"
 
 #include <ctype.h>
@@ -26,6 +28,7 @@
 #define MAX_PROMPT_LEN    16384
 #define MAX_OBJ_TRIES     64 /* '{' positions tried when looking for the plan in prose */
 #define QUOTE_LEN         80 /* characters of a reply quoted in an error */
+#define MAX_CHAIN         4  /* the planning agent and up to 3 text agents after it */
 
 static double min_rate_of(const bt_config *cfg)
 {
@@ -92,6 +95,11 @@ void bt_planner_candidates(const bt_config *cfg, bt_planner_lookup_fn lookup, vo
         }
         if (a.breaker && strcmp(a.breaker, "open") == 0) {
             exclude(out, name, 0, a.success_rate, "circuit breaker open");
+            continue;
+        }
+        if (!a.usable && !a.local) {
+            exclude(out, name, 0, a.success_rate,
+                    "remote agent while offline (only local agents run)");
             continue;
         }
         if (!a.usable) {
@@ -703,4 +711,164 @@ json_t *bt_planner_steps_json(const bt_workflow *w)
             a, json_pack("{ss ss* ss*}", "id", st->id, "role", st->role, "agent", st->agent));
     }
     return a;
+}
+
+/* ---- asking for a plan on the loop ---- */
+
+int bt_planner_resil_lookup(void *ud, const char *agent, bt_planner_agent *out, const char **why)
+{
+    const bt_planner_health *h = ud;
+    int i = h->agents ? bt_agents_index(h->agents, agent) : -1;
+    bt_agent *a = h->agents ? bt_agents_find(h->agents, agent) : NULL;
+    if (!a) {
+        *why = i >= 0 && bt_agents_error(h->agents, (size_t)i)
+                   ? bt_agents_error(h->agents, (size_t)i)
+                   : "the agent is not built";
+        return BT_EUNAVAIL;
+    }
+    bt_resil_health rh;
+    if (!h->resil || bt_resil_health_of(h->resil, agent, &rh) < 0) {
+        *why = "the resilience layer does not know it";
+        return BT_ENOENT;
+    }
+    out->type = bt_agent_kind(a);
+    out->role = bt_agent_role(a);
+    out->writes_workspace = bt_agent_writes_workspace(a);
+    out->local = bt_agent_is_local(a);
+    out->breaker = rh.breaker;
+    out->usable = rh.usable;
+    out->calls = rh.calls;
+    out->success_rate = rh.success_rate;
+    out->p50_ms = -1;
+    json_t *j = bt_resil_agent_json(h->resil, agent);
+    json_t *p50 =
+        json_object_get(json_object_get(json_object_get(j, "stats"), "latency_ms"), "p50");
+    if (json_is_number(p50))
+        out->p50_ms = (int64_t)json_number_value(p50);
+    json_decref(j);
+    return 0;
+}
+
+struct bt_planner_run {
+    bt_planner_pool pool;
+    json_t *excluded;
+    const bt_config *cfg;
+    const bt_workflows *base;
+    const bt_workflow *planned;
+    char *chosen;
+    char *prompt, *workspace; /* kept until the call ends (it may wait in a queue) */
+    bt_resil_call *call;
+    int cancelled;
+    bt_planner_done_fn on_done;
+    void *ud;
+};
+
+static void run_free(bt_planner_run *pr)
+{
+    bt_planner_pool_clear(&pr->pool);
+    json_decref(pr->excluded);
+    free(pr->chosen);
+    free(pr->prompt);
+    free(pr->workspace);
+    free(pr);
+}
+
+static void on_plan_reply(const bt_resil_result *res, void *ud)
+{
+    bt_planner_run *pr = ud;
+    pr->call = NULL;
+    bt_planner_outcome o = {.agent = res->agent ? res->agent : pr->chosen,
+                            .excluded = pr->excluded};
+    bt_strbuf why = BT_STRBUF_INIT;
+    char *plan = NULL;
+    if (pr->cancelled || res->error_class == BT_AGENT_CANCELLED) {
+        o.cancelled = 1;
+        o.reason = "planning was cancelled";
+    } else if (!res->success) {
+        bt_strbuf_addf(&why, "the planning agent failed: %s",
+                       res->error && *res->error ? res->error : "no answer");
+        o.reason = why.buf;
+    } else {
+        bt_error err = BT_ERROR_INIT;
+        const char *text =
+            res->agent_result && res->agent_result->output ? res->agent_result->output : "";
+        if (bt_planner_parse(pr->cfg, &pr->pool, pr->base, pr->planned, text, &plan, &o.set,
+                             &err) == 0) {
+            o.ok = 1;
+            o.plan = plan;
+        } else {
+            bt_strbuf_addstr(&why, err.msg);
+            o.reason = why.buf;
+        }
+    }
+    pr->on_done(&o, pr->ud);
+    bt_strbuf_release(&why);
+    free(plan);
+    run_free(pr);
+}
+
+int bt_planner_start(const bt_planner_request *rq, bt_planner_run **run, bt_error *err)
+{
+    if (run)
+        *run = NULL;
+    if (!rq || !rq->resil || !rq->cfg || !rq->on_done)
+        return bt_errorf(err, BT_EINVAL,
+                         "planning needs the resilience layer, a configuration "
+                         "and on_done");
+    bt_planner_run *pr = bt_xcalloc(1, sizeof *pr);
+    bt_planner_health h = {rq->resil, rq->agents};
+    bt_planner_candidates(rq->cfg, bt_planner_resil_lookup, &h, rq->offline, &pr->pool);
+    pr->excluded = bt_planner_excluded_json(&pr->pool);
+    const char *who = bt_planner_choose(rq->cfg, &pr->pool);
+    if (!who) {
+        bt_strbuf m = BT_STRBUF_INIT;
+        for (size_t i = 0; i < pr->pool.nexcl; i++)
+            bt_strbuf_addf(&m, "%s%s: %s", i ? "; " : "", pr->pool.excl[i].agent,
+                           pr->pool.excl[i].reason);
+        int rc = bt_errorf(err, BT_EUNAVAIL, "no agent can plan: %s",
+                           pr->pool.nexcl ? m.buf : "no agent is configured");
+        bt_strbuf_release(&m);
+        run_free(pr);
+        return rc;
+    }
+    pr->chosen = bt_xstrdup(who);
+    pr->cfg = rq->cfg;
+    pr->base = rq->base;
+    pr->planned = rq->planned;
+    pr->on_done = rq->on_done;
+    pr->ud = rq->ud;
+    const char *chain[MAX_CHAIN];
+    chain[0] = who;
+    size_t n = 1 + bt_planner_fallbacks(&pr->pool, who, chain + 1, MAX_CHAIN - 1);
+    pr->prompt = bt_planner_prompt(rq->cfg, &pr->pool, rq->title, rq->body);
+    pr->workspace = rq->workspace ? bt_xstrdup(rq->workspace) : NULL;
+    bt_resil_request r = {
+        .chain = chain,
+        .nchain = n,
+        .agent = {.prompt = pr->prompt,
+                  .workspace = pr->workspace,
+                  .timeout_ms = rq->cfg->planner.timeout_ms},
+        .task_id = rq->task_id,
+        .run_id = rq->run_id,
+        .on_done = on_plan_reply,
+        .ud = pr,
+    };
+    int rc = bt_resil_call_start(rq->resil, &r, &pr->call, err);
+    if (rc < 0) {
+        bt_error_prefix(err, "cannot ask %s for a plan", who);
+        run_free(pr);
+        return rc;
+    }
+    if (run)
+        *run = pr;
+    return 0;
+}
+
+void bt_planner_cancel(bt_planner_run *run)
+{
+    if (!run || run->cancelled)
+        return;
+    run->cancelled = 1;
+    if (run->call)
+        bt_resil_call_cancel(run->call);
 }

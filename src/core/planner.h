@@ -135,4 +135,54 @@ int bt_planner_compile(const bt_config *cfg, const bt_workflows *base, const bt_
 /* [{id, role, agent}] of a compiled plan's workflow. New reference. */
 json_t *bt_planner_steps_json(const bt_workflow *w);
 
+/* ---- asking for a plan on the loop ---- */
+
+typedef struct bt_resil bt_resil;
+typedef struct bt_agents bt_agents;
+typedef struct bt_planner_run bt_planner_run;
+
+/* The live health of agents: a bt_planner_lookup_fn over the resilience wrapper
+ * (bt_resil_health_of, latency from bt_resil_agent_json) and the agent set. */
+typedef struct bt_planner_health {
+    const bt_resil *resil;
+    bt_agents *agents;
+} bt_planner_health;
+int bt_planner_resil_lookup(void *ud, const char *agent, bt_planner_agent *out, const char **why);
+
+/* How a planning call ended. Everything borrowed for the callback, except set, which
+ * the callback takes over (bt_workflows_free). */
+typedef struct bt_planner_outcome {
+    int ok;                 /* a valid plan: set and plan are set */
+    int cancelled;          /* bt_planner_cancel (or the call was cancelled) */
+    const char *reason;     /* on failure: why, for a person ("planner reply is not JSON:...") */
+    const char *agent;      /* the agent that answered (or was asked last); may be NULL */
+    const char *plan;       /* normalised plan JSON text (bt_planner_parse) */
+    bt_workflows *set;      /* the compiled plan: one workflow */
+    const json_t *excluded; /* [{agent, reason}] (bt_planner_excluded_json) */
+} bt_planner_outcome;
+typedef void (*bt_planner_done_fn)(bt_planner_outcome *o, void *ud);
+
+typedef struct bt_planner_request {
+    bt_resil *resil;              /* required: the call goes through it */
+    bt_agents *agents;            /* required: types, roles, locality */
+    const bt_config *cfg;         /* required */
+    const bt_workflows *base;     /* the loaded set (personas, workflow rules) */
+    const bt_workflow *planned;   /* the `planner: true` workflow being run */
+    int offline;                  /* plan with local agents only */
+    const char *title, *body;     /* the task */
+    const char *workspace;        /* where a CLI planner runs; may be NULL */
+    const char *task_id, *run_id; /* for statistics and events; may be NULL */
+    bt_planner_done_fn on_done;   /* required */
+    void *ud;
+} bt_planner_request;
+
+/* Choose the candidates and the planning agent and start the call (the planning agent,
+ * then the other text-only candidates as fallbacks, with planner.timeout). Everything
+ * in rq is copied or borrowed until on_done. Returns 0 (on_done follows exactly once,
+ * from a loop callback) or a negative BT_E* with err saying why no plan can be asked
+ * for ("no agent can plan: ..."); then on_done never runs. *run may stay NULL. */
+int bt_planner_start(const bt_planner_request *rq, bt_planner_run **run, bt_error *err);
+/* Cancel a planning call; on_done follows with cancelled set. Valid until on_done. */
+void bt_planner_cancel(bt_planner_run *run);
+
 #endif

@@ -5,20 +5,39 @@
  * planning prompt shows, and which replies become a workflow (JSON alone, fenced, in
  * prose) and which are refused with a reason a person can act on (not JSON, an unknown
  * agent, an agent under 0.6, too many steps, duplicate ids).
+ *
+ * Then the engine end to end (real loop, SQLite store, resilience wrapper, fake CLIs and
+ * tests/fakes/llm_server.py as the openai-type planning agent): a valid plan runs exactly
+ * its steps with its agents; a reply that is not JSON, a plan naming an unknown agent,
+ * and a plan naming an agent whose recorded success rate is 0.40 all run `default`
+ * instead with the reason stored on the run (and the 0.40 agent never reaches the
+ * prompt); a task naming a workflow that does not exist is planned; a resumed run
+ * follows its stored plan without asking again.
  */
 #include "testutil.h"
 
+#include "agents/agents.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/strbuf.h"
+#include "base/time.h"
 #include "config/config.h"
+#include "core/engine.h"
 #include "core/planner.h"
+#include "core/resilience.h"
+#include "http/client.h"
+#include "store/store.h"
 #include "core/template.h"
 #include "core/workflow.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- helpers ---- */
 
@@ -528,6 +547,622 @@ static void test_compile(void **state)
     bt_config_problems_free(&probs);
 }
 
+/* ---------------------------------------------------------------------------------
+ * The engine with the planner: a loop, a store, the fake LLM server and fake CLIs.
+ */
+
+typedef struct efx {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    char *dir, *ws;
+    pid_t pid;
+    int to_child;
+    FILE *from_child;
+    int port;
+    bt_http_client *http;
+    bt_store *s;
+    bt_config *cfg;
+    bt_agents *agents;
+    bt_resil *rs;
+    bt_workflows *wfs;
+    bt_engine *eng;
+} efx;
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void wait_flag(efx *f, const int *flag, int64_t ms, const char *what)
+{
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    int64_t end = bt_time_mono_ms() + ms;
+    while (!*flag && bt_time_mono_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    if (!*flag)
+        fail_msg("timed out after %lld ms waiting for %s", (long long)ms, what);
+}
+
+static int e_setup(void **state)
+{
+    efx *f = bt_xcalloc(1, sizeof *f);
+    const char *src = getenv("BATON_SOURCE_DIR");
+    assert_non_null(src);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fakes/llm_server.py", src);
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    f->pid = fork();
+    assert_true(f->pid >= 0);
+    if (f->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    f->to_child = in[1];
+    f->from_child = fdopen(out[0], "r");
+    char line[128] = "";
+    assert_non_null(fgets(line, sizeof line, f->from_child));
+    assert_int_equal(sscanf(line, "PORT %d", &f->port), 1);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->tick);
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_http_client_new(&f->loop, NULL, &f->http, &err), 0);
+    f->dir = bt_test_tmpdir("planner");
+    bt_strbuf sb = BT_STRBUF_INIT;
+    bt_strbuf_addf(&sb, "%s/ws", f->dir);
+    f->ws = bt_strbuf_detach(&sb, NULL);
+    assert_int_equal(mkdir(f->ws, 0755), 0);
+    bt_strbuf_addf(&sb, "sqlite:%s/store.db", f->dir);
+    if (bt_store_open(&f->loop, sb.buf, NULL, &f->s, &err))
+        fail_msg("opening %s: %s", sb.buf, err.msg);
+    bt_strbuf_release(&sb);
+    *state = f;
+    return 0;
+}
+
+static int e_teardown(void **state)
+{
+    efx *f = *state;
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    for (int64_t end = bt_time_mono_ms() + 50; bt_time_mono_ms() < end;)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    bt_engine_free(f->eng);
+    bt_resil_free(f->rs);
+    bt_agents_free(f->agents);
+    bt_workflows_free(f->wfs);
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    bt_http_client_close(f->http);
+    bt_store_close(f->s);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    bt_config_free(f->cfg);
+    close(f->to_child);
+    kill(f->pid, SIGTERM);
+    waitpid(f->pid, NULL, 0);
+    fclose(f->from_child);
+    free(f->ws);
+    bt_test_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- the fake server's control endpoints, through the loop ---- */
+
+typedef struct sync_call {
+    int done;
+    long status;
+    bt_strbuf body;
+} sync_call;
+
+static void sync_done(bt_http_call *call, const bt_http_response *r, void *ud)
+{
+    (void)call;
+    sync_call *s = ud;
+    s->done = 1;
+    s->status = r->status;
+    bt_strbuf_add(&s->body, r->body, r->body_len);
+}
+
+static json_t *ctl(efx *f, const char *method, const char *path, const char *body)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+    sync_call s = {.body = BT_STRBUF_INIT};
+    bt_http_request rq = {.method = method,
+                          .url = url,
+                          .body = body,
+                          .body_len = body ? strlen(body) : 0,
+                          .on_done = sync_done,
+                          .ud = &s};
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_http_client_send(f->http, &rq, NULL, &err), 0);
+    wait_flag(f, &s.done, 10000, "the fake server");
+    assert_int_equal(s.status, 200);
+    json_t *j = json_loadb(s.body.buf ? s.body.buf : "", s.body.len, 0, NULL);
+    assert_non_null(j);
+    bt_strbuf_release(&s.body);
+    return j;
+}
+
+/* The planning agent's next answer. */
+static void script_reply(efx *f, const char *reply)
+{
+    json_t *b =
+        json_pack("{ss s[{ss}]}", "path", "/v1/chat/completions", "actions", "reply", reply);
+    char *t = bt_json_dumps(b);
+    json_decref(ctl(f, "POST", "/_control/script", t));
+    free(t);
+    json_decref(b);
+}
+
+/* Every prompt the planning agent was sent, concatenated. */
+static char *prompts_seen(efx *f, int *count)
+{
+    json_t *all = ctl(f, "GET", "/_control/requests", NULL);
+    bt_strbuf sb = BT_STRBUF_INIT;
+    *count = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(all, i, r)
+    {
+        if (strcmp(bt_json_str(r, "path", ""), "/v1/chat/completions") != 0)
+            continue;
+        (*count)++;
+        char *t = bt_json_dumps(json_object_get(r, "body"));
+        bt_strbuf_addf(&sb, "%s\n", t);
+        free(t);
+    }
+    json_decref(all);
+    return bt_strbuf_detach(&sb, NULL);
+}
+
+/* ---- configuration, statistics and the engine ---- */
+
+static void loaded_cb(void *ud, int rc, const bt_error *err)
+{
+    (void)err;
+    int *flag = ud;
+    *flag = rc == 0 ? 1 : -1;
+}
+
+static void stored_cb(void *ud, int rc, const bt_error *err)
+{
+    (void)err;
+    int *flag = ud;
+    *flag = rc == 0 ? 1 : -1;
+}
+
+static bt_agents *get_agents(void *ud)
+{
+    return ((efx *)ud)->agents;
+}
+
+/* Record calls of agent in the statistics window (before the wrapper loads it). */
+static void seed_calls(efx *f, const char *agent, const char *outcomes)
+{
+    int64_t now = bt_time_wall_ms();
+    for (size_t i = 0; outcomes[i]; i++) {
+        int ok = outcomes[i] == 'S';
+        bt_agent_call c = {.agent = (char *)agent,
+                           .outcome = ok ? "success" : "failure",
+                           .error_class = ok ? NULL : "permanent",
+                           .duration_ms = 1000,
+                           .at = now - 60000 + (int64_t)i * 1000};
+        int done = 0;
+        bt_store_agent_call_add(f->s, &c, stored_cb, &done);
+        wait_flag(f, &done, 5000, "an agent call to be stored");
+        assert_int_equal(done, 1);
+    }
+}
+
+static void start_all(efx *f)
+{
+    const char *src = getenv("BATON_SOURCE_DIR");
+    bt_strbuf y = BT_STRBUF_INIT;
+    bt_strbuf_addf(&y,
+                   "log: {level: error}\n"
+                   "workflows_dir: \"\"\n"
+                   "personas_dir: \"\"\n"
+                   "agents:\n"
+                   "  planner-llm: {type: openai, model: m1, api_key: k, base_url: "
+                   "\"http://127.0.0.1:%d/v1\", local: true}\n",
+                   f->port);
+    static const char *const clis[] = {"coder", "checker", "slow", "codex", "gemini", "claude"};
+    for (size_t i = 0; i < sizeof clis / sizeof clis[0]; i++)
+        bt_strbuf_addf(&y,
+                       "  %s: {type: cli, command: \"%s/tests/fakes/fake-agent\", args: [--as, "
+                       "generic], local: true, role: %s}\n",
+                       clis[i], src, i == 1 ? "review" : "implementation");
+    bt_config_problems probs = {0};
+    bt_error err = BT_ERROR_INIT;
+    if (bt_config_load_string("test.yaml", y.buf, y.len, NULL, &f->cfg, &probs, &err) < 0) {
+        bt_config_problems_print(&probs, stderr);
+        fail_msg("config: %s", err.msg);
+    }
+    bt_config_problems_free(&probs);
+    bt_strbuf_release(&y);
+    bt_agent_env aenv = {.loop = &f->loop, .http = f->http, .cfg = f->cfg};
+    f->agents = bt_agents_new(&aenv);
+    bt_workflows_opts wo = {.workflows_dir = "", .personas_dir = ""};
+    if (bt_workflows_load(f->cfg, &wo, &f->wfs, NULL, &err) < 0)
+        fail_msg("workflows: %s", err.msg);
+    bt_resil_env renv = {.loop = &f->loop, .agents = f->agents, .cfg = f->cfg, .store = f->s};
+    if (bt_resil_new(&renv, &f->rs, &err) < 0)
+        fail_msg("resilience: %s", err.msg);
+    int loaded = 0;
+    bt_resil_load(f->rs, loaded_cb, &loaded);
+    wait_flag(f, &loaded, 5000, "the statistics to load");
+    assert_int_equal(loaded, 1);
+    bt_engine_env env = {.loop = &f->loop,
+                         .store = f->s,
+                         .cfg = f->cfg,
+                         .workflows = f->wfs,
+                         .agents = get_agents,
+                         .resil = f->rs,
+                         .ud = f};
+    f->eng = bt_engine_new(&env);
+}
+
+/* ---- one run ---- */
+
+typedef struct outcome {
+    int done;
+    char *status, *error, *run_id;
+    json_t *result;  /* the engine's result JSON */
+    json_t *planned; /* run.planned progress data, or NULL */
+    json_t *failed;  /* run.plan_failed progress data, or NULL */
+} outcome;
+
+static void outcome_free(outcome *o)
+{
+    free(o->status);
+    free(o->error);
+    free(o->run_id);
+    json_decref(o->result);
+    json_decref(o->planned);
+    json_decref(o->failed);
+    memset(o, 0, sizeof *o);
+}
+
+static void on_done(bt_engine *e, const bt_engine_result *r, void *ud)
+{
+    (void)e;
+    outcome *o = ud;
+    o->done = 1;
+    o->status = bt_xstrdup(r->status);
+    o->error = r->error ? bt_xstrdup(r->error) : NULL;
+    o->run_id = bt_xstrdup(r->run_id);
+    o->result = json_deep_copy(r->json);
+}
+
+static void on_progress(bt_engine *e, const char *kind, const json_t *data, void *ud)
+{
+    (void)e;
+    outcome *o = ud;
+    if (strcmp(kind, "run.planned") == 0) {
+        json_decref(o->planned);
+        o->planned = json_deep_copy(data);
+    } else if (strcmp(kind, "run.plan_failed") == 0) {
+        json_decref(o->failed);
+        o->failed = json_deep_copy(data);
+    }
+}
+
+static void cb_create(void *ud, int rc, const bt_error *err, const bt_task *t, bool created)
+{
+    (void)created, (void)err;
+    bt_task **out = ud;
+    assert_int_equal(rc, 0);
+    *out = bt_task_dup(t);
+}
+
+static bt_task *new_task(efx *f, const char *title, const char *workflow)
+{
+    bt_task_input in = {.source = "cli",
+                        .title = title,
+                        .body = "Reply briefly.",
+                        .workflow = workflow,
+                        .priority = BT_PRIORITY_NONE,
+                        .max_attempts = 1};
+    bt_task *t = NULL;
+    bt_store_task_create(f->s, &in, cb_create, &t);
+    int64_t end = bt_time_mono_ms() + 5000;
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    while (!t && bt_time_mono_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    assert_non_null(t);
+    return t;
+}
+
+static void run_task(efx *f, const bt_task *t, outcome *o)
+{
+    bt_engine_run_opts ro = {
+        .workspace = f->ws, .on_done = on_done, .on_progress = on_progress, .ud = o};
+    bt_error err = BT_ERROR_INIT;
+    if (bt_engine_start(f->eng, t, &ro, &err) != 0)
+        fail_msg("engine start: %s", err.msg);
+    wait_flag(f, &o->done, 60000, "the run to end");
+}
+
+/* The distinct step keys of the result and the agents that ran them: "key=agent,...". */
+static char *steps_of(const outcome *o)
+{
+    bt_strbuf sb = BT_STRBUF_INIT;
+    json_t *d = json_object_get(o->result, "step_details");
+    size_t i;
+    json_t *s;
+    json_array_foreach(d, i, s)
+    {
+        if (bt_json_int(s, "iteration", 1) != 1)
+            continue;
+        bt_strbuf_addf(&sb, "%s%s=%s", sb.len ? "," : "", bt_json_str(s, "step_key", "?"),
+                       bt_json_str(s, "agent", "?"));
+    }
+    return bt_strbuf_detach(&sb, NULL);
+}
+
+typedef struct state_got {
+    int done;
+    json_t *state;
+} state_got;
+
+static void run_got(void *ud, int rc, const bt_error *err, const bt_run *run)
+{
+    (void)err;
+    state_got *g = ud;
+    g->done = 1;
+    g->state = rc == 0 && run ? json_deep_copy(run->state) : NULL;
+}
+
+static void run_made(void *ud, int rc, const bt_error *err, const bt_run *run)
+{
+    (void)err;
+    bt_run **out = ud;
+    assert_int_equal(rc, 0);
+    *out = bt_run_dup(run);
+}
+
+static json_t *run_state(efx *f, const char *run_id)
+{
+    state_got x = {0};
+    bt_store_run_get(f->s, run_id, run_got, &x);
+    wait_flag(f, &x.done, 5000, "the run row");
+    return x.state;
+}
+
+static const char *const GOOD_PLAN =
+    "Here is the plan:\n```json\n{\"steps\":[{\"id\":\"build\",\"role\":\"implementation\","
+    "\"agent\":\"coder\"},{\"id\":\"check\",\"role\":\"review\",\"agent\":\"checker\"}]}\n```";
+
+static void test_engine_plan_runs(void **state)
+{
+    efx *f = *state;
+    start_all(f);
+    script_reply(f, GOOD_PLAN);
+    bt_task *t = new_task(f, "Add a health endpoint", "dynamic");
+    outcome o = {0};
+    run_task(f, t, &o);
+    if (strcmp(o.status, "completed") != 0)
+        fail_msg("run %s: %s", o.status, o.error ? o.error : "");
+    char *steps = steps_of(&o);
+    assert_string_equal(steps, "build=coder,check=checker"); /* exactly the plan */
+    free(steps);
+    assert_non_null(o.planned);
+    assert_null(o.failed);
+    assert_string_equal(bt_json_str(o.planned, "agent", ""), "planner-llm");
+    json_t *ps = json_object_get(o.planned, "steps");
+    assert_int_equal(json_array_size(ps), 2);
+    assert_string_equal(bt_json_str(json_array_get(ps, 1), "agent", ""), "checker");
+    assert_string_equal(bt_json_str(json_array_get(ps, 1), "role", ""), "review");
+    /* the plan is stored on the run before its first step */
+    json_t *st = run_state(f, o.run_id);
+    assert_non_null(strstr(bt_json_str(st, "plan", ""), "\"agent\":\"coder\""));
+    assert_null(json_object_get(st, "plan_error"));
+    json_decref(st);
+    int n = 0;
+    char *seen = prompts_seen(f, &n);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(seen, "Add a health endpoint"));
+    assert_non_null(strstr(seen, "- coder: type cli"));
+    free(seen);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
+/* A reply the plan cannot come from: the run takes default and says why. */
+static void expect_default(efx *f, const char *reply, const char *workflow, const char *needle)
+{
+    json_decref(ctl(f, "POST", "/_control/reset", "{}"));
+    script_reply(f, reply);
+    bt_task *t = new_task(f, "Fix the login form", workflow);
+    outcome o = {0};
+    run_task(f, t, &o);
+    if (strcmp(o.status, "completed") != 0)
+        fail_msg("run %s: %s", o.status, o.error ? o.error : "");
+    char *steps = steps_of(&o);
+    assert_string_equal(steps, "implement=codex,review=gemini,refine=claude");
+    free(steps);
+    assert_null(o.planned);
+    assert_non_null(o.failed);
+    assert_string_equal(bt_json_str(o.failed, "workflow", ""), "default");
+    const char *reason = bt_json_str(o.failed, "reason", "");
+    if (!strstr(reason, needle))
+        fail_msg("plan_failed reason '%s' does not mention '%s'", reason, needle);
+    json_t *st = run_state(f, o.run_id);
+    assert_string_equal(bt_json_str(st, "plan_error", ""), reason);
+    assert_string_equal(bt_json_str(st, "plan_workflow", ""), "default");
+    json_decref(st);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
+static void test_engine_bad_plans_fall_back(void **state)
+{
+    efx *f = *state;
+    start_all(f);
+    expect_default(f, "not json at all", "dynamic", "planner reply is not JSON");
+    expect_default(f, "{\"steps\":[{\"role\":\"implementation\",\"agent\":\"ghost\"}]}", "dynamic",
+                   "plan names agent 'ghost' which is not configured");
+}
+
+static void test_engine_low_rate_never_planned(void **state)
+{
+    efx *f = *state;
+    seed_calls(f, "slow", "SFSFF"); /* 0.40 over 5 calls; its breaker stays closed */
+    start_all(f);
+    bt_planner_health h = {f->rs, f->agents};
+    bt_planner_pool pool;
+    bt_planner_candidates(f->cfg, bt_planner_resil_lookup, &h, 0, &pool);
+    assert_null(bt_planner_pool_find(&pool, "slow"));
+    assert_non_null(bt_planner_pool_find(&pool, "coder"));
+    bt_planner_pool_clear(&pool);
+
+    expect_default(f, "{\"steps\":[{\"role\":\"implementation\",\"agent\":\"slow\"}]}", "dynamic",
+                   "plan assigns 'slow' whose success rate 0.40 is below 0.60");
+    int n = 0;
+    char *seen = prompts_seen(f, &n);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(seen, "- coder:"));
+    assert_null(strstr(seen, "slow")); /* never offered */
+    free(seen);
+}
+
+static void test_engine_unknown_workflow_and_resume(void **state)
+{
+    efx *f = *state;
+    start_all(f);
+    /* a workflow that does not exist: the planner decides */
+    script_reply(f, GOOD_PLAN);
+    bt_task *t = new_task(f, "Route me", "no-such-workflow");
+    outcome o = {0};
+    run_task(f, t, &o);
+    assert_string_equal(o.status, "completed");
+    char *steps = steps_of(&o);
+    assert_string_equal(steps, "build=coder,check=checker");
+    free(steps);
+    assert_string_equal(bt_json_str(o.planned, "why", ""), "no workflow named 'no-such-workflow'");
+    json_t *st = run_state(f, o.run_id);
+    assert_string_equal(bt_json_str(st, "plan_reason", ""), "no workflow named 'no-such-workflow'");
+    json_decref(st);
+    outcome_free(&o);
+    bt_task_free(t);
+
+    /* a run killed after planning resumes with its stored plan, without asking again */
+    json_decref(ctl(f, "POST", "/_control/reset", "{}"));
+    t = new_task(f, "Resume me", "dynamic");
+    json_t *state0 = json_pack("{ss si sb ss s{} ss}", "workflow", "dynamic", "max_iterations", 1,
+                               "offline", 0, "workspace", f->ws, "inputs", "plan",
+                               "{\"steps\":[{\"id\":\"only\",\"role\":\"implementation\","
+                               "\"agent\":\"checker\"}]}");
+    bt_run *made = NULL;
+    bt_store_run_create(f->s, t->id, "dynamic", "1.0.0", state0, run_made, &made);
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    for (int64_t end = bt_time_mono_ms() + 5000; !made && bt_time_mono_ms() < end;)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->tick);
+    assert_non_null(made);
+    json_decref(state0);
+    run_task(f, t, &o);
+    assert_string_equal(o.status, "completed");
+    assert_string_equal(o.run_id, made->id);
+    steps = steps_of(&o);
+    assert_string_equal(steps, "only=checker");
+    free(steps);
+    assert_null(o.planned);
+    assert_null(o.failed);
+    int n = 0;
+    free(prompts_seen(f, &n));
+    assert_int_equal(n, 0); /* the planner was not asked again */
+    bt_run_free(made);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
+/* Wait until the fake server has received n planning requests. */
+static void wait_asked(efx *f, int n)
+{
+    int64_t end = bt_time_mono_ms() + 10000;
+    for (;;) {
+        int got = 0;
+        free(prompts_seen(f, &got));
+        if (got >= n)
+            return;
+        if (bt_time_mono_ms() > end)
+            fail_msg("the planner was asked %d times, want %d", got, n);
+        uv_timer_start(&f->tick, on_tick, 5, 5);
+        for (int64_t until = bt_time_mono_ms() + 20; bt_time_mono_ms() < until;)
+            uv_run(&f->loop, UV_RUN_ONCE);
+        uv_timer_stop(&f->tick);
+    }
+}
+
+static void test_engine_cancel_and_stop_while_planning(void **state)
+{
+    efx *f = *state;
+    start_all(f);
+    /* cancel while the planning agent has not answered: the run ends cancelled at once */
+    json_decref(ctl(f, "POST", "/_control/script",
+                    "{\"path\":\"/v1/chat/completions\",\"actions\":[{\"hang\":true}]}"));
+    bt_task *t = new_task(f, "Cancel me", "dynamic");
+    outcome o = {0};
+    bt_engine_run_opts ro = {
+        .workspace = f->ws, .on_done = on_done, .on_progress = on_progress, .ud = &o};
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_engine_start(f->eng, t, &ro, &err), 0);
+    wait_asked(f, 1);
+    int64_t t0 = bt_time_mono_ms();
+    assert_int_equal(bt_engine_cancel(f->eng, t->id, "stop it"), 0);
+    wait_flag(f, &o.done, 5000, "the cancelled run to end");
+    assert_true(bt_time_mono_ms() - t0 < 3000);
+    assert_string_equal(o.status, "cancelled");
+    assert_null(o.planned);
+    assert_null(o.failed);
+    outcome_free(&o);
+    bt_task_free(t);
+
+    /* shutdown while planning leaves the run resumable; the next start plans again */
+    json_decref(ctl(f, "POST", "/_control/reset", "{}"));
+    json_decref(ctl(f, "POST", "/_control/script",
+                    "{\"path\":\"/v1/chat/completions\",\"actions\":[{\"hang\":true}]}"));
+    t = new_task(f, "Stop me", "dynamic");
+    assert_int_equal(bt_engine_start(f->eng, t, &ro, &err), 0);
+    wait_asked(f, 1);
+    bt_engine_stop(f->eng);
+    wait_flag(f, &o.done, 5000, "the interrupted run to end");
+    assert_string_equal(o.status, "interrupted");
+    char *first = bt_xstrdup(o.run_id);
+    outcome_free(&o);
+    json_decref(ctl(f, "POST", "/_control/reset", "{}"));
+    script_reply(f, GOOD_PLAN);
+    bt_engine_free(f->eng);
+    bt_engine_env env = {.loop = &f->loop,
+                         .store = f->s,
+                         .cfg = f->cfg,
+                         .workflows = f->wfs,
+                         .agents = get_agents,
+                         .resil = f->rs,
+                         .ud = f};
+    f->eng = bt_engine_new(&env);
+    run_task(f, t, &o);
+    assert_string_equal(o.status, "completed");
+    assert_string_equal(o.run_id, first); /* the same run, now planned */
+    char *steps = steps_of(&o);
+    assert_string_equal(steps, "build=coder,check=checker");
+    free(steps);
+    assert_non_null(o.planned);
+    free(first);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +1173,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workflow_planner_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_plan_runs, e_setup, e_teardown),
+        cmocka_unit_test_setup_teardown(test_engine_bad_plans_fall_back, e_setup, e_teardown),
+        cmocka_unit_test_setup_teardown(test_engine_low_rate_never_planned, e_setup, e_teardown),
+        cmocka_unit_test_setup_teardown(test_engine_unknown_workflow_and_resume, e_setup,
+                                        e_teardown),
+        cmocka_unit_test_setup_teardown(test_engine_cancel_and_stop_while_planning, e_setup,
+                                        e_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
