@@ -145,6 +145,17 @@ static bt_resil *app_resil(bt_api *api)
     return rs;
 }
 
+/* The detector's state changed: the resilience wrapper skips remote agents at once (the
+ * engine also asks before every agent step). */
+static void on_offline_change(void *ud, int offline, const char *reason)
+{
+    (void)reason; /* the detector logs it and records offline.changed */
+    bt_app *app = ud;
+    bt_resil *rs = app->engine && !app->stopping ? bt_engine_resil(app->engine) : NULL;
+    if (rs)
+        bt_resil_set_offline(rs, offline);
+}
+
 /* The offline detector: forced by --offline or offline.mode on, else probing the remote
  * providers of the agents (offline.mode auto); none with offline.mode off. */
 static int start_offline(bt_app *app, int force, bt_error *err)
@@ -164,6 +175,7 @@ static int start_offline(bt_app *app, int force, bt_error *err)
     if (rc < 0)
         return rc;
     app->api.offline_status = app_offline_status;
+    bt_offline_on_change(app->offline, on_offline_change, app);
     bt_offline_start(app->offline);
     return 0;
 }
