@@ -2566,6 +2566,14 @@ static void check_targets(graph *g)
             }
             g->edge[i][k] = t;
             const bt_workflow *tw = &g->v[t]->item->w;
+            if (tw->planned) {
+                /* its steps exist only once a run has planned them */
+                prob(s, tptr, 0, "run it as a task's workflow, or call a workflow with steps",
+                     "step '%s' calls workflow '%s', which is planned at run time and cannot be "
+                     "called from another workflow",
+                     st->id, tw->id);
+                continue;
+            }
             if (strcmp(st->workflow, tw->id) != 0) {
                 free(st->workflow);
                 st->workflow = bt_xstrdup(tw->id);
@@ -3045,6 +3053,12 @@ int bt_workflows_load(const bt_config *cfg, const bt_workflows_opts *opts, bt_wo
 const bt_workflow *bt_workflow_offline_variant(const bt_workflows *set, const bt_workflow *w,
                                                char *why, size_t n)
 {
+    if (w->planned && !w->offline) {
+        /* the planner only considers local agents when offline */
+        if (why)
+            snprintf(why, n, "workflow %s planned with local agents only", w->id);
+        return w;
+    }
     const char *alt = w->offline ? w->offline : "offline-default";
     const bt_workflow *v = strcmp(alt, w->id) == 0 ? w : bt_workflows_find(set, alt);
     if (v == w) {

@@ -218,8 +218,9 @@ const bt_wf_step *bt_workflow_review_step(const bt_workflow *w);
  * workflow, when, timeout_ms, retries, continue_on_error}], agents:[...]}. New reference. */
 json_t *bt_workflow_to_json(const bt_workflow *w);
 
-/* The workflow an offline run of w uses (docs/resilience.md): w's `offline` variant,
- * else offline-default, when that exists and can run here; otherwise w itself (which
+/* The workflow an offline run of w uses (docs/resilience.md): a planned workflow
+ * without an `offline` key itself (planned with local agents); else w's `offline`
+ * variant, else offline-default, when that exists and can run here; otherwise w itself (which
  * then runs with its local agents only). A sentence saying which and why is written
  * to why (n bytes; may be NULL). */
 const bt_workflow *bt_workflow_offline_variant(const bt_workflows *set, const bt_workflow *w,

@@ -158,14 +158,14 @@ steps:
 EOF
 out=$(cd "$tmp" && baton_env -- validate --config wfok.yaml) || fail "a valid workflow does not validate: $out"
 echo "$out"
-grep -qF "wfok.yaml: OK (1 agent, 0 projects, store sqlite; 26 workflows (7 unavailable: agents not configured), 27 personas)" <<<"$out" ||
+grep -qF "wfok.yaml: OK (1 agent, 0 projects, store sqlite; 27 workflows (7 unavailable: agents not configured), 27 personas)" <<<"$out" ||
     fail "OK line does not count workflows and personas: $out"
 json=$(cd "$tmp" && baton_env -- validate --config wfok.yaml --json)
 python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
 assert d["ok"] is True and d["problems"] == [], d
-assert d["workflows"]["count"] == 26 and d["personas"] == 27, d
+assert d["workflows"]["count"] == 27 and d["personas"] == 27, d
 un = {u["id"]: u["missing"] for u in d["workflows"]["unavailable"]}
 assert un["default"] == "needs agents codex, gemini", un
 assert "my-review" not in un and "wf0" not in un, un

@@ -118,7 +118,7 @@ static void test_builtins_load(void **state)
     (void)state;
     bt_config *cfg = full_config();
     bt_workflows *set = load_ok(cfg, &no_dirs);
-    assert_int_equal(bt_workflows_count(set), 25);
+    assert_int_equal(bt_workflows_count(set), 26);
     assert_int_equal(bt_workflows_persona_count(set), 27);
     static const char *const ids[] = {"default", "document",    "hybrid",  "offline-default",
                                       "quick",   "review-only", "thorough"};
@@ -205,6 +205,16 @@ static void test_builtins_load(void **state)
     assert_string_equal(bt_workflows_persona(set, "ui_ux_designer")->title, "UI/UX Designer");
     assert_non_null(bt_workflows_persona(set, "code_reviewer"));
     assert_non_null(bt_workflows_persona(set, "qa_engineer"));
+    /* dynamic is planned at run time: no steps, and nothing can call it */
+    const bt_workflow *dyn = bt_workflows_find(set, "dynamic");
+    assert_true(dyn && dyn->planned && dyn->nsteps == 0 && !dyn->missing);
+    bt_config_problems p = {0};
+    const char *caller = "id: calls-dynamic\n"
+                         "steps:\n"
+                         "  - workflow: dynamic\n";
+    assert_int_equal(add(set, cfg, "calls.yaml", caller, &p), BT_EINVAL);
+    assert_at(&p, "calls workflow 'dynamic', which is planned at run time", 3, 15);
+    bt_config_problems_free(&p);
     bt_workflows_free(set);
     bt_config_free(cfg);
 }
@@ -214,7 +224,7 @@ static void test_builtins_missing_agents(void **state)
     (void)state;
     bt_config *cfg = config_from("agents:\n  claude: {type: replay, file: x.jsonl}\n");
     bt_workflows *set = load_ok(cfg, &no_dirs);
-    assert_int_equal(bt_workflows_count(set), 25);
+    assert_int_equal(bt_workflows_count(set), 26);
     assert_string_equal(bt_workflows_find(set, "default")->missing, "needs agents codex, gemini");
     assert_string_equal(bt_workflows_find(set, "quick")->missing, "needs agent codex");
     assert_string_equal(bt_workflows_find(set, "offline-default")->missing,
@@ -654,7 +664,7 @@ static void test_dir_overrides(void **state)
     put(dir, "notes.txt", "not a workflow");
     bt_workflows_opts o = {.workflows_dir = dir, .personas_dir = ""};
     bt_workflows *set = load_ok(cfg, &o);
-    assert_int_equal(bt_workflows_count(set), 26);
+    assert_int_equal(bt_workflows_count(set), 27);
     const bt_workflow *d = bt_workflows_find(set, "default");
     assert_string_equal(d->name, "Mine");
     assert_false(d->builtin);
@@ -825,7 +835,7 @@ static void test_ids_and_forms(void **state)
     }
     assert_true(seen);
     assert_int_equal(json_array_size(json_object_get(st, "personas")), 27);
-    assert_int_equal(json_array_size(json_object_get(st, "workflows")), 26);
+    assert_int_equal(json_array_size(json_object_get(st, "workflows")), 27);
     json_decref(st);
     json_t *j = bt_workflow_to_json(bt_workflows_find(set, "default"));
     assert_true(json_is_true(json_object_get(j, "available")));
