@@ -201,8 +201,8 @@ def test_open_server(tmp):
         # /api/status
         r, _, st = req(port, "/api/status")
         check(r.status == 200 and st and st["version"] == "0.1.0", "/api/status 200 with version")
-        check(st["mode"] == "online" and "not configured" in st["mode_reason"],
-              "mode online, reason: offline detection not configured")
+        check(st["mode"] == "online" and "offline.mode off" in st["mode_reason"],
+              "mode online, reason: offline detection off (ctest sets BATON_OFFLINE=off)")
         check(st["store"] == {"backend": "sqlite", "connections": 1}, "status store %s" % st["store"])
         check(st["queue"]["pending"] == 0 and "ready" in st["queue"], "status queue counts")
         check(st["workers"]["total"] == 0, "status workers")
