@@ -98,6 +98,7 @@ struct rrun {
      * plan the run executes (r->wf points into it) */
     bt_planner_run *plan;
     bt_workflows *plan_set;
+    int plan_waits; /* 50 ms turns spent waiting for the agent statistics to load */
     bt_engine_done_fn on_done;
     bt_engine_progress_fn on_progress;
     void *ud;
@@ -2429,6 +2430,16 @@ static void on_planned(bt_planner_outcome *o, void *ud)
     plan_store(r);
 }
 
+static void plan_begin(rrun *r);
+
+/* r->timer (the retry timer: cancel and stop know how to end a run waiting on it). */
+static void on_plan_wait(uv_timer_t *t)
+{
+    rrun *r = t->data;
+    unref(r);
+    plan_begin(r);
+}
+
 static void plan_begin(rrun *r)
 {
     const bt_engine_env *env = &r->e->env;
@@ -2436,6 +2447,13 @@ static void plan_begin(rrun *r)
     if (!rs || !env->cfg) {
         plan_failed(r, "no agent can plan: the engine has no resilience layer to call agents", NULL,
                     NULL);
+        return;
+    }
+    if (!bt_resil_loaded(rs) && r->plan_waits < 200) {
+        /* the success rates the plan depends on are still being read (at most 10 s) */
+        r->plan_waits++;
+        ref(r);
+        uv_timer_start(&r->timer, on_plan_wait, 50, 0);
         return;
     }
     bt_planner_request rq = {.resil = rs,
@@ -2949,5 +2967,15 @@ json_t *bt_engine_result_json(const bt_run *run, bt_step *const *steps, size_t n
     json_t *outs = run ? json_object_get(run->state, "outputs") : NULL;
     json_object_set_new(o, "outputs", json_is_object(outs) ? json_deep_copy(outs) : json_object());
     json_object_set_new(o, "step_details", details);
+    /* what routing decided: a plan (or why it fell back), offline mode and why */
+    static const char *const routing[] = {"plan_error", "plan_workflow", "offline_reason",
+                                          "offline_workflow", "requested_workflow"};
+    for (size_t i = 0; run && i < sizeof routing / sizeof *routing; i++) {
+        json_t *v = json_object_get(run->state, routing[i]);
+        if (json_is_string(v))
+            json_object_set_new(o, routing[i], json_incref(v));
+    }
+    if (run && json_is_string(json_object_get(run->state, "plan")))
+        json_object_set_new(o, "planned", json_true());
     return o;
 }

@@ -155,7 +155,10 @@ bt_resil *bt_engine_resil(bt_engine *e);
 /* The seed-004 result shape from a stored run and its steps:
  * {"success", "workflow", "iterations", "steps":[" [OK] codex (implement)", ...],
  *  "final_output", "run_id", "task_id", "status", "error", "stop_reason",
- *  "tokens_in", "tokens_out", "cost_usd", "outputs":{...}, "step_details":[...]}.
+ *  "tokens_in", "tokens_out", "cost_usd", "outputs":{...}, "step_details":[...]}, and
+ * when routing decided something: "planned": true, or "plan_error" and "plan_workflow"
+ * (the workflow that ran instead); offline runs "offline_reason", "offline_workflow"
+ * (which workflow and why) and "requested_workflow".
  * New reference. Used by the engine, the API and the CLI. */
 json_t *bt_engine_result_json(const bt_run *run, bt_step *const *steps, size_t nsteps);
 

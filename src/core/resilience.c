@@ -1154,6 +1154,11 @@ void bt_resil_load(bt_resil *rs, bt_resil_loaded_fn cb, void *ud)
 
 /* ---- what the planner and listings read ---- */
 
+int bt_resil_loaded(const bt_resil *rs)
+{
+    return rs->loading == NULL;
+}
+
 int bt_resil_health_of(const bt_resil *rs, const char *agent, bt_resil_health *out)
 {
     const agent_st *a = agent ? agent_of(rs, agent) : NULL;

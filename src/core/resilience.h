@@ -87,6 +87,10 @@ void bt_resil_free(bt_resil *rs);
 typedef void (*bt_resil_loaded_fn)(void *ud, int rc, const bt_error *err);
 void bt_resil_load(bt_resil *rs, bt_resil_loaded_fn cb, void *ud);
 
+/* 1 unless a bt_resil_load is still reading the history (the planner waits for it, so
+ * that an agent's recorded failures count from the first plan after a start). */
+int bt_resil_loaded(const bt_resil *rs);
+
 /* Offline mode (the offline detector or --offline sets it): remote agents are
  * skipped in every chain. */
 void bt_resil_set_offline(bt_resil *rs, int offline);

@@ -104,6 +104,9 @@ def falls_back(tmp, cfg, fake, reply, needle, what):
           f"{what}: stderr says why and that default runs: {msg!r}")
     check(steps(out) == ["implement=codex", "review=gemini", "refine=claude"],
           f"{what}: default's steps ran: {steps(out)}")
+    check(needle in out.get("plan_error", "") and out.get("plan_workflow") == "default",
+          f"{what}: --json records the reason and the workflow that ran: "
+          f"{out.get('plan_error')!r} {out.get('plan_workflow')!r}")
     return r, out
 
 
@@ -124,6 +127,8 @@ def main():
                   f"stderr shows the plan: {plan!r}")
             check(steps(out) == ["build=coder", "check=checker"],
                   f"exactly the planned steps and agents ran: {steps(out)}")
+            check(out.get("planned") is True and "plan_error" not in out,
+                  "--json says the run followed a plan")
             seen = prompts(fake)
             check(len(seen) == 1, f"the planner was asked once ({len(seen)})")
             check(seen and "Add a health endpoint" in seen[0] and "- coder: type cli" in seen[0],
