@@ -18,7 +18,7 @@ struct bt_agentstats {
 };
 
 static const char *const class_names[BT_AGENTSTATS__CLASSES] = {NULL, "transient", "permanent",
-                                                                "timeout"};
+                                                                "timeout", "task"};
 
 const char *bt_agentstats_class_name(bt_agentstats_class c)
 {
@@ -104,8 +104,12 @@ void bt_agentstats_get(const bt_agentstats *st, int64_t now, bt_agentstats_summa
             out->failures++;
             if ((unsigned)c->error_class < BT_AGENTSTATS__CLASSES && c->error_class)
                 out->errors[c->error_class]++;
-            out->trailing_failures++;
-            out->last_failure_at = c->at;
+            if (c->error_class == BT_AGENTSTATS_TASK) {
+                out->trailing_failures = 0; /* the breaker took it as an answer */
+            } else {
+                out->trailing_failures++;
+                out->last_failure_at = c->at;
+            }
             lat[nlat++] = c->duration_ms;
             break;
         default:

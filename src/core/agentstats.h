@@ -30,10 +30,13 @@ typedef enum bt_agentstats_class {
     BT_AGENTSTATS_TRANSIENT,
     BT_AGENTSTATS_PERMANENT,
     BT_AGENTSTATS_TIMEOUT,
+    BT_AGENTSTATS_TASK, /* the agent ran and reported that the task failed (a CLI's non-zero
+                         * exit): a failed call, but not ill health - for the circuit
+                         * breaker it is an answer, like a success */
     BT_AGENTSTATS__CLASSES
 } bt_agentstats_class;
 
-/* "transient", "permanent", "timeout"; NULL for NONE. */
+/* "transient", "permanent", "timeout", "task"; NULL for NONE. */
 const char *bt_agentstats_class_name(bt_agentstats_class c);
 /* From those names; NULL or unknown -> NONE. */
 bt_agentstats_class bt_agentstats_class_parse(const char *name);
@@ -55,8 +58,9 @@ typedef struct bt_agentstats_summary {
     int64_t last_call_at;                   /* newest call in the window (any outcome); 0 = none */
     int64_t window;                         /* the configured window (calls) */
     int64_t max_age_ms;                     /* the configured age limit; 0 = none */
-    /* failures in a row at the end of the window (cancellations skipped), and when the
-     * last of them ended: what a circuit breaker restores from */
+    /* breaker failures in a row at the end of the window (cancellations skipped; a
+     * "task" failure ends the row like a success), and when the last of them ended: what
+     * a circuit breaker restores from */
     int64_t trailing_failures;
     int64_t last_failure_at;
 } bt_agentstats_summary;

@@ -795,6 +795,9 @@ static void on_agent_done(const bt_agent_result *r, void *ud)
     int cancelled = r->error_class == BT_AGENT_CANCELLED || (c->cancelled && !r->success);
     const char *outcome = r->success ? "success" : cancelled ? "cancelled" : "failure";
     const char *cls = r->success || cancelled ? NULL : class_name(r->error_class);
+    /* it ran and said the task failed: recorded as class "task", which a restored
+     * breaker does not count (agentstats.h) */
+    const char *rec_cls = !r->success && !cancelled && !breaker_failure(a, r) ? "task" : cls;
 
     bt_breaker_change ch = {0};
     if (cancelled)
@@ -818,7 +821,7 @@ static void on_agent_done(const bt_agent_result *r, void *ud)
                     BT_LF_STR("provider", a->prov->name), BT_LF_STR("agent", a->name),
                     BT_LF_INT("wait_ms", r->retry_after_ms));
     }
-    record_call(c, r, outcome, cls, now);
+    record_call(c, r, outcome, rec_cls, now);
     copy_last(c, r);
     attempt_add(c, a->name, outcome, cls, r->success ? "" : r->error, c->waited_ms, r->duration_ms);
     if (rs->wq_head)

@@ -133,6 +133,31 @@ static void test_window_by_age(void **state)
     bt_agentstats_free(st);
 }
 
+/* A CLI that ran and reported the task failed is a failed call for the success rate,
+ * but the breaker took it as an answer: it ends a run of failures instead of extending
+ * it, so five failed tasks never restore an open breaker. */
+static void test_task_failures(void **state)
+{
+    (void)state;
+    bt_agentstats *st = bt_agentstats_new(100, 0);
+    add(st, 10, 5, BT_AGENTSTATS_FAILURE, BT_AGENTSTATS_TRANSIENT);
+    for (int i = 0; i < 5; i++)
+        add(st, 20 + i, 5, BT_AGENTSTATS_FAILURE, BT_AGENTSTATS_TASK);
+    bt_agentstats_summary s;
+    bt_agentstats_get(st, 100, &s);
+    assert_int_equal(s.failures, 6);
+    assert_true(s.success_rate == 0.0);
+    assert_int_equal(s.errors[BT_AGENTSTATS_TASK], 5);
+    assert_int_equal(s.trailing_failures, 0);
+    add(st, 30, 5, BT_AGENTSTATS_FAILURE, BT_AGENTSTATS_TIMEOUT);
+    bt_agentstats_get(st, 100, &s);
+    assert_int_equal(s.trailing_failures, 1);
+    assert_int_equal(s.last_failure_at, 30);
+    assert_string_equal(bt_agentstats_class_name(BT_AGENTSTATS_TASK), "task");
+    assert_int_equal(bt_agentstats_class_parse("task"), BT_AGENTSTATS_TASK);
+    bt_agentstats_free(st);
+}
+
 static void test_class_names(void **state)
 {
     (void)state;
@@ -152,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_small_percentiles),
         cmocka_unit_test(test_window_by_count),
         cmocka_unit_test(test_window_by_age),
+        cmocka_unit_test(test_task_failures),
         cmocka_unit_test(test_class_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
