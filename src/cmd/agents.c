@@ -100,7 +100,8 @@ static int history_open(bt_cmd_agents_ctx *ctx, const bt_config *cfg, const char
     bt_resil_env env = {.loop = bt_cmd_agents_loop(ctx),
                         .agents = bt_cmd_agents_set(ctx),
                         .cfg = cfg,
-                        .store = h->store};
+                        .store = h->store,
+                        .read_only = 1};
     if (bt_resil_new(&env, &h->rs, &err) < 0) {
         fprintf(stderr, "baton agents: no call history: %s\n", err.msg);
         h->rs = NULL; /* the store is closed by history_close */

@@ -1100,10 +1100,15 @@ static void on_calls(void *ud, int rc, const bt_error *err, bt_agent_call *const
         bt_agentstats_summary s;
         bt_agentstats_get(a->stats, now, &s);
         bt_breaker_restore(&a->br, s.trailing_failures, s.last_failure_at);
-        if (a->br.state == BT_BREAKER_OPEN)
+        if (a->br.state == BT_BREAKER_OPEN && !rs->env.read_only) {
             bt_log_warn(rs->env.log, "circuit breaker restored open", BT_LF_STR("agent", a->name),
                         BT_LF_INT("consecutive_failures", s.trailing_failures),
                         BT_LF_INT("retry_at", bt_breaker_retry_at(&a->br)));
+            /* the transition the metrics' state gauge follows after a restart */
+            emit(rs, "agent.breaker", NULL,
+                 json_pack("{ss ss ss ss}", "agent", a->name, "from", "closed", "to", "open",
+                           "reason", "restored from history: the last calls failed"));
+        }
     }
     load_fire(lc, 0, NULL);
 }
@@ -1149,7 +1154,7 @@ void bt_resil_load(bt_resil *rs, bt_resil_loaded_fn cb, void *ud)
         return;
     }
     int64_t age = rs->env.cfg->resilience.stats_max_age_ms;
-    if (age > 0)
+    if (age > 0 && !rs->env.read_only)
         bt_store_agent_calls_prune(rs->env.store, now_ms(rs) - age, on_pruned, lc);
     else
         on_pruned(lc, 0, NULL, 0);

@@ -76,6 +76,10 @@ typedef struct bt_resil_env {
      * the wall clock. */
     int64_t (*now_ms)(void *ud);
     void *now_ud;
+    /* 1 for listings (`baton agents`): bt_resil_load reads the history and writes
+     * nothing - no pruning, no events for breakers restored open (the daemon writes
+     * those). */
+    int read_only;
 } bt_resil_env;
 
 int bt_resil_new(const bt_resil_env *env, bt_resil **out, bt_error *err);

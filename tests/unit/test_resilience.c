@@ -187,18 +187,24 @@ static int setup(void **state)
     return 0;
 }
 
-static bt_resil *new_resil(fx *f)
+static bt_resil *new_resil_ro(fx *f, int read_only)
 {
     bt_resil_env env = {.loop = &f->loop,
                         .agents = f->agents,
                         .cfg = f->cfg,
                         .store = f->store,
                         .now_ms = clock_cb,
-                        .now_ud = f};
+                        .now_ud = f,
+                        .read_only = read_only};
     bt_resil *rs = NULL;
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_resil_new(&env, &rs, &err), 0);
     return rs;
+}
+
+static bt_resil *new_resil(fx *f)
+{
+    return new_resil_ro(f, 0);
 }
 
 static void open_store(fx *f)
@@ -925,6 +931,21 @@ static void test_stats_persisted(void **state)
     bt_store_agent_call_add(f->store, &old, on_added, &added);
     wait_flag(f, &added, 5000, "the old row");
 
+    /* a read-only wrapper (baton agents) sees the open breaker and writes nothing */
+    bt_resil_free(f->rs);
+    f->rs = new_resil_ro(f, 1);
+    memset(&l, 0, sizeof l);
+    bt_resil_load(f->rs, on_loaded, &l);
+    wait_flag(f, &l.done, 5000, "the read-only load");
+    assert_string_equal(breaker_of(f, "crasher"), "open");
+    calls_read ro = {0};
+    bt_store_agent_calls(f->store, 0, 1000, on_calls_read, &ro);
+    wait_flag(f, &ro.done, 5000, "the rows");
+    assert_int_equal(ro.n, 8); /* nothing pruned */
+    ev = events_of(f, "agent.breaker");
+    assert_int_equal(json_array_size(ev), 1); /* no event */
+    json_decref(ev);
+
     /* a new wrapper over the same store: statistics and the open breaker come back */
     bt_resil_free(f->rs);
     f->rs = new_resil(f);
@@ -940,7 +961,13 @@ static void test_stats_persisted(void **state)
     calls_read cr = {0};
     bt_store_agent_calls(f->store, 0, 1000, on_calls_read, &cr);
     wait_flag(f, &cr.done, 5000, "the rows");
-    assert_int_equal(cr.n, 7); /* the old one was pruned */
+    assert_int_equal(cr.n, 7);          /* the old one was pruned */
+    ev = events_of(f, "agent.breaker"); /* the daemon says so, for the metrics' gauge */
+    assert_int_equal(json_array_size(ev), 2);
+    d = json_object_get(json_array_get(ev, 1), "data");
+    assert_string_equal(bt_json_str(d, "to", ""), "open");
+    assert_true(strstr(bt_json_str(d, "reason", ""), "restored") != NULL);
+    json_decref(ev);
     int ran = file_lines(f, "crasher.calls");
     call(f, &o, (const char *const[]){"crasher", "answerer", NULL});
     assert_true(o.success);
