@@ -274,39 +274,15 @@ static void test_helpers(void **state)
 typedef struct fx {
     uv_loop_t loop;
     bt_http_client *http;
-    pid_t pid;
-    int to_child;
-    FILE *from_child;
+    bt_test_fake fake;
     char base[64];
 } fx;
 
 static int fx_setup(void **state)
 {
     fx *f = bt_xcalloc(1, sizeof *f);
-    const char *src = getenv("BATON_SOURCE_DIR");
-    assert_non_null(src);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fakes/llm_server.py", src);
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    f->pid = fork();
-    assert_true(f->pid >= 0);
-    if (f->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    f->to_child = in[1];
-    f->from_child = fdopen(out[0], "r");
-    char line[128] = "";
-    int port = 0;
-    assert_non_null(fgets(line, sizeof line, f->from_child));
-    assert_int_equal(sscanf(line, "PORT %d", &port), 1);
-    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%d", port);
+    bt_test_fake_start(&f->fake, "llm_server.py");
+    snprintf(f->base, sizeof f->base, "%s", f->fake.base);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_http_client_new(&f->loop, NULL, &f->http, &err), 0);
@@ -320,10 +296,7 @@ static int fx_teardown(void **state)
     bt_http_client_close(f->http);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    close(f->to_child); /* the fake exits on stdin EOF even if the kill is lost */
-    kill(f->pid, SIGTERM);
-    waitpid(f->pid, NULL, 0);
-    fclose(f->from_child);
+    bt_test_fake_stop(&f->fake);
     free(f);
     return 0;
 }

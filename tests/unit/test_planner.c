@@ -555,9 +555,7 @@ typedef struct efx {
     uv_loop_t loop;
     uv_timer_t tick;
     char *dir, *ws;
-    pid_t pid;
-    int to_child;
-    FILE *from_child;
+    bt_test_fake fake;
     int port;
     bt_http_client *http;
     bt_store *s;
@@ -587,28 +585,8 @@ static void wait_flag(efx *f, const int *flag, int64_t ms, const char *what)
 static int e_setup(void **state)
 {
     efx *f = bt_xcalloc(1, sizeof *f);
-    const char *src = getenv("BATON_SOURCE_DIR");
-    assert_non_null(src);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fakes/llm_server.py", src);
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    f->pid = fork();
-    assert_true(f->pid >= 0);
-    if (f->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    f->to_child = in[1];
-    f->from_child = fdopen(out[0], "r");
-    char line[128] = "";
-    assert_non_null(fgets(line, sizeof line, f->from_child));
-    assert_int_equal(sscanf(line, "PORT %d", &f->port), 1);
+    bt_test_fake_start(&f->fake, "llm_server.py");
+    f->port = f->fake.port;
     assert_int_equal(uv_loop_init(&f->loop), 0);
     uv_timer_init(&f->loop, &f->tick);
     bt_error err = BT_ERROR_INIT;
@@ -643,10 +621,7 @@ static int e_teardown(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     bt_config_free(f->cfg);
-    close(f->to_child);
-    kill(f->pid, SIGTERM);
-    waitpid(f->pid, NULL, 0);
-    fclose(f->from_child);
+    bt_test_fake_stop(&f->fake);
     free(f->ws);
     bt_test_rmdir(f->dir);
     free(f);

@@ -7,7 +7,10 @@
 #include "base/path.h"
 #include "base/strbuf.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,4 +57,39 @@ char *bt_test_write(const char *dir, const char *name, const char *contents)
     fputs(contents, f);
     fclose(f);
     return bt_strbuf_detach(&sb, NULL);
+}
+
+void bt_test_fake_start(bt_test_fake *f, const char *script)
+{
+    const char *src = getenv("BATON_SOURCE_DIR");
+    assert_non_null(src);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fakes/%s", src, script);
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    f->pid = fork();
+    assert_true(f->pid >= 0);
+    if (f->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    f->to_child = in[1];
+    FILE *from = fdopen(out[0], "r");
+    char line[128] = "";
+    if (!fgets(line, sizeof line, from) || sscanf(line, "PORT %d", &f->port) != 1)
+        fail_msg("the fake %s did not start: '%s'", script, line);
+    fclose(from); /* the fake writes nothing more to stdout */
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%d", f->port);
+}
+
+void bt_test_fake_stop(bt_test_fake *f)
+{
+    close(f->to_child);
+    kill(f->pid, SIGTERM);
+    waitpid(f->pid, NULL, 0);
 }
