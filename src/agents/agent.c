@@ -217,9 +217,7 @@ const char *bt_agent_provider(const bt_agent *a)
     return a->cfg.provider && *a->cfg.provider ? a->cfg.provider : derive_provider(&a->cfg);
 }
 
-/* 1 when host (of a URL) is loopback or a private address (RFC 1918, link-local, ULA)
- * or a single-label name such as "ollama" or "localhost". */
-static int local_host(const char *url)
+int bt_agent_url_is_local(const char *url)
 {
     const char *h = strstr(url, "://");
     h = h ? h + 3 : url;
@@ -234,22 +232,26 @@ static int local_host(const char *url)
         while (*h && *h != ']' && n + 1 < sizeof host)
             host[n++] = *h++;
     } else {
-        while (*h && *h != ':' && *h != '/' && n + 1 < sizeof host)
+        while (*h && *h != ':' && *h != '/' && *h != '?' && *h != '#' && n + 1 < sizeof host)
             host[n++] = *h++;
     }
     host[n] = 0;
     if (!*host)
         return 0;
-    if (strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-        strcmp(host, "::1") == 0 || strncmp(host, "10.", 3) == 0 ||
-        strncmp(host, "192.168.", 8) == 0 || strncmp(host, "169.254.", 8) == 0 ||
-        strncasecmp(host, "fd", 2) == 0 || strncasecmp(host, "fe80:", 5) == 0)
+    if (strchr(host, ':')) /* IPv6: loopback, unique local (fc00::/7), link-local */
+        return strcmp(host, "::1") == 0 || strncasecmp(host, "fd", 2) == 0 ||
+               strncasecmp(host, "fc", 2) == 0 || strncasecmp(host, "fe80:", 5) == 0;
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "host.docker.internal") == 0)
         return 1;
-    if (strncmp(host, "172.", 4) == 0) {
-        int b = atoi(host + 4);
+    if (strspn(host, "0123456789.") == strlen(host)) { /* an IPv4 literal */
+        if (strncmp(host, "127.", 4) == 0 || strncmp(host, "10.", 3) == 0 ||
+            strncmp(host, "192.168.", 8) == 0 || strncmp(host, "169.254.", 8) == 0 ||
+            strcmp(host, "0.0.0.0") == 0)
+            return 1;
+        int b = strncmp(host, "172.", 4) == 0 ? atoi(host + 4) : 0;
         return b >= 16 && b <= 31;
     }
-    return strchr(host, '.') == NULL && strchr(host, ':') == NULL;
+    return strchr(host, '.') == NULL; /* a single-label name: "ollama", a LAN host */
 }
 
 int bt_agent_is_local(const bt_agent *a)
@@ -265,7 +267,7 @@ int bt_agent_is_local(const bt_agent *a)
     case BT_AGENT_CLI:
         return 0; /* the coding CLIs talk to their vendor's API */
     default:
-        return a->cfg.base_url && local_host(a->cfg.base_url);
+        return a->cfg.base_url && bt_agent_url_is_local(a->cfg.base_url);
     }
 }
 

@@ -157,6 +157,9 @@ const char *bt_agent_provider(const bt_agent *a);
  * else ollama and replay agents and HTTP agents whose base_url is a loopback, private or
  * single-label host. CLI agents are remote unless configured local. */
 int bt_agent_is_local(const bt_agent *a);
+/* 1 when url's host is this machine or the local network: loopback, RFC 1918, link-local,
+ * IPv6 unique-local, host.docker.internal, or a single-label name ("ollama"). */
+int bt_agent_url_is_local(const char *url);
 /* The HTTP endpoint of an HTTP agent (its base_url), NULL for CLI and replay agents.
  * Borrowed. */
 const char *bt_agent_endpoint(const bt_agent *a);

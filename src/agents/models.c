@@ -10,6 +10,7 @@
  */
 #include "agents/models.h"
 
+#include "agents/agent.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/strbuf.h"
@@ -34,38 +35,6 @@ char *bt_models_root(const char *url)
     return bt_xstrndup(url, n);
 }
 
-/* host part of scheme://host[:port]/... into buf */
-static void url_host(const char *url, char *buf, size_t n)
-{
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    const char *at = strpbrk(p, "@/");
-    if (at && *at == '@')
-        p = at + 1;
-    size_t len;
-    if (*p == '[') {
-        p++;
-        len = strcspn(p, "]");
-    } else {
-        len = strcspn(p, ":/?#");
-    }
-    snprintf(buf, n, "%.*s", (int)len, p);
-}
-
-static int host_is_local(const char *host)
-{
-    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
-        strncmp(host, "127.", 4) == 0 || strncmp(host, "10.", 3) == 0 ||
-        strncmp(host, "192.168.", 8) == 0 || strcmp(host, "0.0.0.0") == 0 ||
-        strcasecmp(host, "host.docker.internal") == 0)
-        return 1;
-    if (strncmp(host, "172.", 4) == 0) {
-        int second = atoi(host + 4);
-        return second >= 16 && second <= 31;
-    }
-    return 0;
-}
-
 json_t *bt_models_endpoints(const bt_config *cfg)
 {
     json_t *arr = json_array();
@@ -73,9 +42,7 @@ json_t *bt_models_endpoints(const bt_config *cfg)
         const bt_config_agent *a = &cfg->agents.items[i];
         if (!a->base_url || (a->type != BT_AGENT_OLLAMA && a->type != BT_AGENT_OPENAI))
             continue;
-        char host[256];
-        url_host(a->base_url, host, sizeof host);
-        if (a->type == BT_AGENT_OPENAI && !host_is_local(host))
+        if (a->type == BT_AGENT_OPENAI && !bt_agent_url_is_local(a->base_url))
             continue;
         char *root = bt_models_root(a->base_url);
         json_t *ep = NULL, *x;

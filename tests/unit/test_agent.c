@@ -198,6 +198,26 @@ static void cost_prefers_agent_price_then_table(void **state)
     assert_true(c == 0);
 }
 
+/* Offline mode keeps agents on this machine or the LAN; /api/models/status lists them. */
+static void url_locality(void **state)
+{
+    (void)state;
+    const char *local[] = {"http://127.0.0.1:11434", "http://localhost/v1",
+                           "http://[::1]:8080/v1",   "http://10.1.2.3/v1",
+                           "http://172.20.0.5:8000", "http://192.168.1.9/v1",
+                           "http://ollama:11434",    "http://user:pw@127.0.0.1/v1",
+                           "http://[fd12::1]/v1",    "http://host.docker.internal:1234"};
+    const char *remote[] = {"https://api.openai.com/v1",   "https://fdic.gov/api",
+                            "http://172.32.0.1/v1",        "https://[2001:db8::1]/v1",
+                            "https://127.0.0.1.evil.com/", "https://api.anthropic.com"};
+    for (size_t i = 0; i < sizeof local / sizeof *local; i++)
+        if (!bt_agent_url_is_local(local[i]))
+            fail_msg("%s should be local", local[i]);
+    for (size_t i = 0; i < sizeof remote / sizeof *remote; i++)
+        if (bt_agent_url_is_local(remote[i]))
+            fail_msg("%s should be remote", remote[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +226,7 @@ int main(void)
         cmocka_unit_test(output_cap_adds_one_marker),
         cmocka_unit_test(http_classes),
         cmocka_unit_test(cost_prefers_agent_price_then_table),
+        cmocka_unit_test(url_locality),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
