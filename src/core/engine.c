@@ -2735,9 +2735,7 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     }
     char variant[512] = "";
     const char *asked = wf->id;
-    if (offline && wf->planned)
-        snprintf(variant, sizeof variant, "workflow %s planned with local agents only", wf->id);
-    else if (offline)
+    if (offline) /* a planned workflow stays itself: it plans with local agents */
         wf = bt_workflow_offline_variant(e->env.workflows, wf, variant, sizeof variant);
     if (wf->missing)
         return bt_errorf(err, BT_EUNAVAIL, "workflow %s cannot run: %s", wf->id, wf->missing);
