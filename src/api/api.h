@@ -27,6 +27,8 @@ typedef struct bt_http_client bt_http_client;
 typedef struct bt_agents bt_agents;
 typedef struct bt_workflows bt_workflows;
 typedef struct bt_resil bt_resil;
+typedef struct bt_github bt_github;
+typedef struct bt_pipeline bt_pipeline;
 
 #define BT_API_MAX_CLEANUPS 16
 
@@ -53,6 +55,10 @@ struct bt_api {
      * {"mode": "online"|"offline", "reason", "forced", "checked_at", "probes": [...]}, or
      * NULL when there is no detector. */
     json_t *(*offline_status)(struct bt_api *api);
+    /* The GitHub tracker (trackers/github.h) when trackers.github is configured, else
+     * NULL; the pipeline (core/pipeline.h: webhooks stop items through it), or NULL. */
+    bt_github *github;
+    bt_pipeline *pipeline;
     void *app; /* the app's own pointer, for the functions above */
     /* Hooks run once when shutdown begins (bt_api_stop): groups cancel their work. */
     struct {

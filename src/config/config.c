@@ -266,8 +266,18 @@ static const field github_fields[] = {
         .env = {"GITHUB_ISSUE_LABELS"}),
     FLD("poll_interval", K_DUR, bt_config_github, poll_interval_ms, .dflt = "60s",
         .env = {"GITHUB_POLL_INTERVAL"}),
-    FLD("webhook_secret", K_STR, bt_config_github, webhook_secret, .flags = F_SECRET),
+    FLD("webhook_secret", K_STR, bt_config_github, webhook_secret, .flags = F_SECRET,
+        .env = {"GITHUB_WEBHOOK_SECRET"}),
     FLD("api_url", K_URL, bt_config_github, api_url, .dflt = "https://api.github.com"),
+    FLD("clone_url", K_STR, bt_config_github, clone_url),
+    FLD("label_in_progress", K_STR, bt_config_github, label_in_progress, .dflt = "ai-in-progress"),
+    FLD("label_completed", K_STR, bt_config_github, label_completed, .dflt = "ai-completed"),
+    FLD("label_failed", K_STR, bt_config_github, label_failed, .dflt = "ai-failed"),
+    FLD("pull_requests", K_BOOL, bt_config_github, pull_requests, .dflt = "true"),
+    FLD("draft_pull_requests", K_BOOL, bt_config_github, draft_pull_requests, .dflt = "false"),
+    FLD("base_branch", K_STR, bt_config_github, base_branch),
+    FLD("close_issues", K_BOOL, bt_config_github, close_issues, .dflt = "false"),
+    FLD("commands", K_BOOL, bt_config_github, commands, .dflt = "true"),
 };
 static const schema github_schema = {github_fields, NF(github_fields), 0, NULL};
 

@@ -257,6 +257,16 @@ typedef struct bt_config_github {
     int64_t poll_interval_ms; /* 60s | $GITHUB_POLL_INTERVAL */
     char *webhook_secret;     /* secret */
     char *api_url;            /* https://api.github.com */
+    char *clone_url;          /* NULL = derived from api_url: https://github.com/OWNER/NAME.git
+                               * (GHES: https://HOST/OWNER/NAME.git; else api_url/OWNER/NAME.git) */
+    char *label_in_progress;  /* ai-in-progress */
+    char *label_completed;    /* ai-completed */
+    char *label_failed;       /* ai-failed */
+    int pull_requests;        /* true: open a pull request from the pushed branch */
+    int draft_pull_requests;  /* false */
+    char *base_branch;        /* NULL = the repository's default branch */
+    int close_issues;         /* false: close the issue when its work completed */
+    int commands;             /* true: "/baton retry" comments (webhooks) */
 } bt_config_github;
 
 typedef struct bt_config_jira {

@@ -117,6 +117,8 @@ typedef struct bt_engine_run_opts {
     const char *workspace;             /* directory steps run in; NULL = workspace.root/<identifier>
                                         * (created) */
     const char *owner;                 /* lease owner, for events; may be NULL */
+    const char *const *git_env;        /* NULL-terminated "K=V" given to git-operation steps
+                                        * only (credentials, workspace/git.h); copied */
     bt_engine_done_fn on_done;         /* required */
     bt_engine_progress_fn on_progress; /* may be NULL */
     void *ud;

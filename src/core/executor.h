@@ -23,6 +23,7 @@
 
 #include "base/error.h"
 #include "core/engine.h"
+#include "core/pipeline.h"
 
 #include <stdint.h>
 
@@ -31,10 +32,12 @@ typedef struct bt_executor bt_executor;
 typedef void (*bt_executor_task_done_fn)(bt_executor *x, const bt_engine_result *r, void *ud);
 
 typedef struct bt_executor_opts {
-    const char *owner; /* lease owner; required ("local:HOST" for serve, "cli:HOST:PID") */
-    int concurrency;   /* queue mode: runs at once; 0 = cfg concurrency.global, else 4 */
-    int64_t lease_ms;  /* 0 = cfg queue.lease */
-    int64_t tick_ms;   /* queue mode: claim attempt interval when idle; 0 = 1000 */
+    const char *owner;     /* lease owner; required ("local:HOST" for serve, "cli:HOST:PID") */
+    int concurrency;       /* queue mode: runs at once; 0 = cfg concurrency.global, else 4 */
+    int64_t lease_ms;      /* 0 = cfg queue.lease */
+    int64_t tick_ms;       /* queue mode: claim attempt interval when idle; 0 = 1000 */
+    bt_pipeline *pipeline; /* may be NULL (then runs go to workspace.root/<key> without git
+                            * or trackers): preparation and completion (core/pipeline.h) */
     bt_engine_progress_fn on_progress;     /* may be NULL: passed to every run */
     bt_executor_task_done_fn on_task_done; /* may be NULL: after the queue was told */
     void *ud;

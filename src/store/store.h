@@ -579,6 +579,19 @@ void bt_store_agent_calls(bt_store *s, int64_t since_ms, int per_agent, bt_store
 /* Delete calls that ended before before_ms; count = rows deleted. */
 void bt_store_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
 
+/* Webhook deliveries (docs/github.md): a sender's delivery id (X-GitHub-Delivery) is
+ * recorded once per source. count = 1 when (source, id) was new and is now recorded, 0
+ * when it had been recorded before (a replay: the caller ignores the delivery). Both
+ * strings required (BT_EINVAL otherwise); ids up to 200 bytes. */
+void bt_store_delivery_record(bt_store *s, const char *source, const char *delivery_id,
+                              bt_store_count_cb cb, void *ud);
+/* Undo a record (the delivery could not be processed, so a redelivery must be taken).
+ * count = rows deleted. */
+void bt_store_delivery_forget(bt_store *s, const char *source, const char *delivery_id,
+                              bt_store_count_cb cb, void *ud);
+/* Delete records older than before_ms; count = rows deleted. */
+void bt_store_deliveries_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
+
 /* Free helpers for copies made by callers. NULL is a no-op. */
 void bt_run_free(bt_run *r);
 bt_run *bt_run_dup(const bt_run *r);
