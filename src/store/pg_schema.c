@@ -1068,5 +1068,38 @@ static const char v4[] =
     "    SELECT json_build_object('rc', 0, 'count', count(*)) FROM d\n"
     "$f$;\n";
 
-const char *const bt_pg_migrations[] = {v1, v2, v3, v4};
+static const char v5[] =
+    "-- Version 5: webhook deliveries already taken (bt_store_delivery_record). The primary\n"
+    "-- key is the replay check (ON CONFLICT DO NOTHING: a concurrent insert of the same\n"
+    "-- delivery waits for the other transaction and then counts 0); webhook_deliveries_at\n"
+    "-- serves the prune by age.\n"
+    "CREATE TABLE webhook_deliveries (\n"
+    "    source text NOT NULL,\n"
+    "    delivery_id text NOT NULL,\n"
+    "    received_at bigint NOT NULL,\n"
+    "    PRIMARY KEY (source, delivery_id)\n"
+    ");\n"
+    "CREATE INDEX webhook_deliveries_at ON webhook_deliveries (received_at);\n"
+    "\n"
+    "CREATE FUNCTION bt_delivery_record(p jsonb) RETURNS json LANGUAGE sql AS $f$\n"
+    "    WITH i AS (INSERT INTO webhook_deliveries (source, delivery_id, received_at)\n"
+    "               VALUES (p->>'source', p->>'delivery_id', (p->>'now')::bigint)\n"
+    "               ON CONFLICT DO NOTHING RETURNING 1)\n"
+    "    SELECT json_build_object('rc', 0, 'count', count(*)) FROM i\n"
+    "$f$;\n"
+    "\n"
+    "CREATE FUNCTION bt_delivery_forget(p jsonb) RETURNS json LANGUAGE sql AS $f$\n"
+    "    WITH d AS (DELETE FROM webhook_deliveries\n"
+    "                WHERE source = p->>'source' AND delivery_id = p->>'delivery_id'\n"
+    "               RETURNING 1)\n"
+    "    SELECT json_build_object('rc', 0, 'count', count(*)) FROM d\n"
+    "$f$;\n"
+    "\n"
+    "CREATE FUNCTION bt_deliveries_prune(p jsonb) RETURNS json LANGUAGE sql AS $f$\n"
+    "    WITH d AS (DELETE FROM webhook_deliveries WHERE received_at < (p->>'before')::bigint\n"
+    "               RETURNING 1)\n"
+    "    SELECT json_build_object('rc', 0, 'count', count(*)) FROM d\n"
+    "$f$;\n";
+
+const char *const bt_pg_migrations[] = {v1, v2, v3, v4, v5};
 const int bt_pg_migration_count = (int)(sizeof bt_pg_migrations / sizeof bt_pg_migrations[0]);

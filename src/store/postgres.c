@@ -1921,6 +1921,37 @@ static void pg_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_
            json_pack("{sI}", "before", (json_int_t)before_ms));
 }
 
+static void delivery_op(bt_store *s, const char *fn, const char *source, const char *delivery_id,
+                        bt_store_count_cb cb, void *ud)
+{
+    bt_pg *pg = PG(s);
+    pg_op *op = op_new(fn, true, deliver_count, CB(cb), ud);
+    bt_error err = BT_ERROR_INIT;
+    if (bt_store__check_delivery(source, delivery_id, &err)) {
+        submit_error(pg, op, &err);
+        return;
+    }
+    submit(pg, op, json_pack("{ss ss}", "source", source, "delivery_id", delivery_id));
+}
+
+static void pg_delivery_record(bt_store *s, const char *source, const char *delivery_id,
+                               bt_store_count_cb cb, void *ud)
+{
+    delivery_op(s, "bt_delivery_record", source, delivery_id, cb, ud);
+}
+
+static void pg_delivery_forget(bt_store *s, const char *source, const char *delivery_id,
+                               bt_store_count_cb cb, void *ud)
+{
+    delivery_op(s, "bt_delivery_forget", source, delivery_id, cb, ud);
+}
+
+static void pg_deliveries_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    submit(PG(s), op_new("bt_deliveries_prune", true, deliver_count, CB(cb), ud),
+           json_pack("{sI}", "before", (json_int_t)before_ms));
+}
+
 static int pg_connections(const bt_store *s)
 {
     const bt_pg *pg = (const bt_pg *)s;
@@ -2033,6 +2064,9 @@ static const bt_store_vtable pg_vtable = {
     .agent_call_add = pg_agent_call_add,
     .agent_calls = pg_agent_calls,
     .agent_calls_prune = pg_agent_calls_prune,
+    .delivery_record = pg_delivery_record,
+    .delivery_forget = pg_delivery_forget,
+    .deliveries_prune = pg_deliveries_prune,
 };
 
 /* ---------------------------------------------------------------------------------

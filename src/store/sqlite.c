@@ -192,6 +192,14 @@ static const char *const migrations[] = {
     " at INTEGER NOT NULL,"
     " task_id TEXT);"
     "CREATE INDEX agent_calls_agent_at ON agent_calls(agent, at);",
+    /* 5: webhook deliveries already taken (bt_store_delivery_record): the primary key is
+     * the replay check; webhook_deliveries_at serves the prune by age. */
+    "CREATE TABLE webhook_deliveries ("
+    " source TEXT NOT NULL,"
+    " delivery_id TEXT NOT NULL,"
+    " received_at INTEGER NOT NULL,"
+    " PRIMARY KEY (source, delivery_id)) WITHOUT ROWID;"
+    "CREATE INDEX webhook_deliveries_at ON webhook_deliveries(received_at);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -3382,6 +3390,63 @@ static void sq_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_
 }
 
 /* ---------------------------------------------------------------------------------
+ * Webhook deliveries.
+ */
+
+/* A counted write keyed by (source, delivery_id); ?3 is the store clock. */
+static void delivery_write(sq_store *q, const char *sql, const char *source,
+                           const char *delivery_id, const char *what, bt_store_count_cb cb,
+                           void *ud)
+{
+    sq_done d = {.kind = K_COUNT, .write = true, .cb = (anycb)cb, .ud = ud};
+    int rc = bt_store__check_delivery(source, delivery_id, &d.err);
+    if (rc || (rc = sq_wbegin(q, &d.err)))
+        goto out;
+    sqlite3_stmt *st = sq_prep(q, sql, &d.err);
+    if (!st) {
+        rc = d.err.code;
+    } else {
+        b_text(st, 1, source);
+        b_text(st, 2, delivery_id);
+        if (sqlite3_bind_parameter_count(st) >= 3)
+            sqlite3_bind_int64(st, 3, bt_store__now(&q->base));
+        int src = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (src != SQLITE_DONE)
+            rc = sq_fail(q, &d.err, src, what);
+        else
+            d.count = sqlite3_changes(q->db);
+    }
+    sq_wend(q, rc);
+out:
+    d.rc = rc;
+    sq_push(q, &d);
+}
+
+static void sq_delivery_record(bt_store *s, const char *source, const char *delivery_id,
+                               bt_store_count_cb cb, void *ud)
+{
+    delivery_write((sq_store *)s,
+                   "INSERT INTO webhook_deliveries(source, delivery_id, received_at) "
+                   "VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                   source, delivery_id, "recording a webhook delivery", cb, ud);
+}
+
+static void sq_delivery_forget(bt_store *s, const char *source, const char *delivery_id,
+                               bt_store_count_cb cb, void *ud)
+{
+    delivery_write((sq_store *)s,
+                   "DELETE FROM webhook_deliveries WHERE source = ?1 AND delivery_id = ?2", source,
+                   delivery_id, "forgetting a webhook delivery", cb, ud);
+}
+
+static void sq_deliveries_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    counted_write((sq_store *)s, "DELETE FROM webhook_deliveries WHERE received_at < ?1", before_ms,
+                  true, "pruning webhook deliveries", cb, ud);
+}
+
+/* ---------------------------------------------------------------------------------
  * Flush, close, open.
  */
 static void sq_flush(bt_store *s, bt_store_done_cb cb, void *ud)
@@ -3479,6 +3544,9 @@ static const bt_store_vtable sqlite_vt = {
     .agent_call_add = sq_agent_call_add,
     .agent_calls = sq_agent_calls,
     .agent_calls_prune = sq_agent_calls_prune,
+    .delivery_record = sq_delivery_record,
+    .delivery_forget = sq_delivery_forget,
+    .deliveries_prune = sq_deliveries_prune,
 };
 
 /* Applies missing migrations, each in its own IMMEDIATE transaction (so two processes

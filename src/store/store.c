@@ -165,6 +165,19 @@ int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err)
     return 0;
 }
 
+int bt_store__check_delivery(const char *source, const char *delivery_id, bt_error *err)
+{
+    if (!source || !*source)
+        return bt_errorf(err, BT_EINVAL, "a webhook delivery needs its source (e.g. github)");
+    if (!delivery_id || !*delivery_id)
+        return bt_errorf(err, BT_EINVAL,
+                         "a webhook delivery needs its delivery id (X-GitHub-Delivery)");
+    if (strlen(source) > BT_STORE_DELIVERY_ID_MAX || strlen(delivery_id) > BT_STORE_DELIVERY_ID_MAX)
+        return bt_errorf(err, BT_EINVAL, "a webhook delivery id or source is longer than %d bytes",
+                         BT_STORE_DELIVERY_ID_MAX);
+    return 0;
+}
+
 int bt_store_open(uv_loop_t *loop, const char *url, const bt_store_options *opts, bt_store **out,
                   bt_error *err)
 {
@@ -526,4 +539,21 @@ void bt_store_agent_calls_prune(bt_store *s, int64_t before_ms, bt_store_count_c
 {
     TIMED("agent_calls_prune", tr_count);
     s->vt->agent_calls_prune(s, before_ms, cb, ud);
+}
+void bt_store_delivery_record(bt_store *s, const char *source, const char *delivery_id,
+                              bt_store_count_cb cb, void *ud)
+{
+    TIMED("delivery_record", tr_count);
+    s->vt->delivery_record(s, source, delivery_id, cb, ud);
+}
+void bt_store_delivery_forget(bt_store *s, const char *source, const char *delivery_id,
+                              bt_store_count_cb cb, void *ud)
+{
+    TIMED("delivery_forget", tr_count);
+    s->vt->delivery_forget(s, source, delivery_id, cb, ud);
+}
+void bt_store_deliveries_prune(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud)
+{
+    TIMED("deliveries_prune", tr_count);
+    s->vt->deliveries_prune(s, before_ms, cb, ud);
 }

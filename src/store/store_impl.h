@@ -76,6 +76,11 @@ typedef struct bt_store_vtable {
     void (*agent_calls)(bt_store *s, int64_t since_ms, int per_agent, bt_store_agent_calls_cb cb,
                         void *ud);
     void (*agent_calls_prune)(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
+    void (*delivery_record)(bt_store *s, const char *source, const char *delivery_id,
+                            bt_store_count_cb cb, void *ud);
+    void (*delivery_forget)(bt_store *s, const char *source, const char *delivery_id,
+                            bt_store_count_cb cb, void *ud);
+    void (*deliveries_prune)(bt_store *s, int64_t before_ms, bt_store_count_cb cb, void *ud);
 } bt_store_vtable;
 
 #define BT_STORE_MAX_SUBSCRIBERS 64
@@ -110,6 +115,10 @@ char *bt_store__new_id(bt_store *s, char out[BT_ID_LEN + 1]);
 int bt_store__check_task_input(const bt_task_input *in, bt_error *err);
 int bt_store__check_claim(const bt_claim_opts *o, bt_error *err);
 int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err);
+/* A webhook delivery's source and id: both non-empty, each at most
+ * BT_STORE_DELIVERY_ID_MAX bytes. */
+#define BT_STORE_DELIVERY_ID_MAX 200
+int bt_store__check_delivery(const char *source, const char *delivery_id, bt_error *err);
 
 /* Backends. */
 int bt_store_sqlite_open(uv_loop_t *loop, const char *path, const bt_store_options *opts,

@@ -1914,6 +1914,101 @@ static void test_agent_calls(void **state)
 }
 
 /* ---------------------------------------------------------------------------------
+ * Webhook deliveries.
+ */
+enum { D_RECORD, D_FORGET };
+
+static res do_delivery(fx *f, int op, const char *source, const char *id)
+{
+    res r = {0};
+    if (op == D_RECORD)
+        bt_store_delivery_record(f->s, source, id, cb_count, &r);
+    else
+        bt_store_delivery_forget(f->s, source, id, cb_count, &r);
+    wait_for(f, &r);
+    return r;
+}
+
+static int64_t delivery_count(fx *f, int op, const char *source, const char *id)
+{
+    res r = do_delivery(f, op, source, id);
+    assert_int_equal(r.rc, 0);
+    return r.count;
+}
+
+static int64_t deliveries_prune(fx *f, int64_t before_ms)
+{
+    res r = {0};
+    bt_store_deliveries_prune(f->s, before_ms, cb_count, &r);
+    wait_for(f, &r);
+    assert_int_equal(r.rc, 0);
+    return r.count;
+}
+
+/* bt_store_delivery_record / _forget / bt_store_deliveries_prune: a delivery id is taken
+ * once per source (a replay counts 0, also across a reopen and within one turn), forget
+ * lets a redelivery in, prune deletes by age, and bad input is refused. */
+static void test_deliveries(void **state)
+{
+    fx *f = *state;
+    const char *id1 = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    assert_int_equal(delivery_count(f, D_RECORD, "github", id1), 1);
+    assert_int_equal(delivery_count(f, D_RECORD, "github", id1), 0); /* replay */
+    assert_int_equal(delivery_count(f, D_RECORD, "jira", id1), 1);   /* other source */
+    assert_int_equal(delivery_count(f, D_RECORD, "jira", id1), 0);
+
+    /* Forget undoes one record; a redelivery is then taken again. */
+    assert_int_equal(delivery_count(f, D_FORGET, "github", id1), 1);
+    assert_int_equal(delivery_count(f, D_FORGET, "github", id1), 0);
+    assert_int_equal(delivery_count(f, D_RECORD, "jira", id1), 0); /* untouched */
+    assert_int_equal(delivery_count(f, D_RECORD, "github", id1), 1);
+    assert_int_equal(delivery_count(f, D_RECORD, "github", id1), 0);
+
+    /* Two records of one id issued in the same turn: exactly one is taken. */
+    res a = {0}, b = {0};
+    bt_store_delivery_record(f->s, "github", "same-turn", cb_count, &a);
+    bt_store_delivery_record(f->s, "github", "same-turn", cb_count, &b);
+    for (int i = 0; i < 100000 && !(a.called && b.called); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(a.count + b.count, 1);
+    assert_int_equal(a.count, 1); /* issue order */
+
+    /* Prune by age: received_at is the store clock at record time; strictly before. */
+    f->now = T0 + 60000;
+    assert_int_equal(delivery_count(f, D_RECORD, "github", "later"), 1);
+    assert_int_equal(deliveries_prune(f, T0), 0);
+    assert_int_equal(deliveries_prune(f, T0 + 1), 3); /* github id1, jira id1, same-turn */
+    assert_int_equal(deliveries_prune(f, T0 + 1), 0);
+    assert_int_equal(delivery_count(f, D_RECORD, "github", id1), 1); /* pruned: new again */
+    assert_int_equal(delivery_count(f, D_RECORD, "jira", id1), 1);
+
+    /* Records survive a reopen. */
+    fx_close(f);
+    fx_open(f);
+    assert_int_equal(delivery_count(f, D_RECORD, "github", "later"), 0);
+
+    /* Bad input: BT_EINVAL with a message, nothing written. */
+    char longid[202];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    const char *bad[][2] = {
+        {NULL, "d1"}, {"", "d1"}, {"github", NULL}, {"github", ""}, {"github", longid}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int op = D_RECORD; op <= D_FORGET; op++) {
+            res r = do_delivery(f, op, bad[i][0], bad[i][1]);
+            assert_int_equal(r.rc, BT_EINVAL);
+            assert_non_null(strstr(r.err.msg, "delivery"));
+        }
+    }
+    longid[200] = '\0'; /* 200 bytes: accepted */
+    assert_int_equal(delivery_count(f, D_RECORD, "github", longid), 1);
+    assert_int_equal(delivery_count(f, D_RECORD, "github", longid), 0);
+    assert_int_equal(deliveries_prune(f, T0 + 60001), 4);
+}
+
+/* ---------------------------------------------------------------------------------
  * The suite: every STORE_TESTS entry runs once per backend.
  */
 #define STORE_TESTS(X)                                                                             \
@@ -1936,6 +2031,7 @@ static void test_agent_calls(void **state)
     X(test_approvals)                                                                              \
     X(test_locks)                                                                                  \
     X(test_agent_calls)                                                                            \
+    X(test_deliveries)                                                                             \
     X(test_callbacks_async_and_ordered)                                                            \
     X(test_reopen)
 
