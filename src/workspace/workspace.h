@@ -22,8 +22,8 @@
  *     the repo URL without credentials>.git (created on first use, `git fetch`ed before
  *     every new workspace; fetches of one mirror are serialised), then
  *     `git worktree add -B <branch> <path> <base>`. The mirror's origin is the repo URL
- *     with fetch refspec +refs/heads/*:refs/remotes/origin/* (not --mirror, whose push
- *     semantics would refuse a single branch), so `git push origin <branch>` from the
+ *     with fetch refspec +refs/heads/...:refs/remotes/origin/... (every branch) (not --mirror,
+ * whose push semantics would refuse a single branch), so `git push origin <branch>` from the
  *     worktree reaches the repo.
  *   then, when spec.branch is set, `git checkout -B <branch> [origin/<base>]`; then the
  *   after_create hook. Any failure there removes the half-made directory and fails.
