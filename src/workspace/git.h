@@ -32,6 +32,12 @@ int bt_git_auth_env(const char *url_prefix, const char *user, const char *token,
 /* The URL with any user:password@ removed (for logs, identities and messages). New. */
 char *bt_git_url_strip_credentials(const char *url);
 
+/* text with credentials masked, for messages and logs: the credentials env carries for
+ * git (the Basic credential of an http.extraHeader set by bt_git_auth_env, in base64 and
+ * decoded, and its password part), then bt_log_redact (log may be NULL; env may be
+ * NULL). A new string (caller frees). */
+char *bt_git_redact(const bt_log *log, const char *const *env, const char *text);
+
 typedef struct bt_git_push_opts {
     const char *path;         /* workspace (required) */
     const char *message;      /* commit message (required; first line = subject) */
