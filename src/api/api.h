@@ -102,5 +102,6 @@ int bt_api_events_register(bt_api *api, bt_error *err);  /* /api/events, /ws/wor
 int bt_api_agents_register(bt_api *api, bt_error *err);  /* /api/agents, /api/models/status */
 /* /api/workflows, /api/execute, /api/workflow/..., /api/runs..., /api/approvals... */
 int bt_api_workflows_register(bt_api *api, bt_error *err);
+int bt_api_webhooks_register(bt_api *api, bt_error *err); /* /webhooks/github (signed) */
 
 #endif
