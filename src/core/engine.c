@@ -93,6 +93,7 @@ struct rrun {
     frame fr[BT_WORKFLOW_MAX_DEPTH + 1];
     int depth;
     char *workspace;
+    bt_strvec git_env; /* credentials for git-operation steps only */
     json_t *assigned; /* task meta.assigned_agents or NULL */
     /* the dynamic planner (planner.h): the planning call in progress, and the compiled
      * plan the run executes (r->wf points into it) */
@@ -496,6 +497,7 @@ static void maybe_free(rrun *r)
     json_decref(r->rows);
     json_decref(r->assigned);
     free(r->workspace);
+    bt_strvec_clear(&r->git_env);
     free(r->key);
     free(r->agent_name);
     free(r->prompt);
@@ -1365,6 +1367,8 @@ static void action_git(rrun *r)
     push_env(&env, "BT_PATHS", paths && *paths ? paths : NULL);
     push_env(&env, "BT_STAT", stat && *stat && strcmp(stat, "false") != 0 ? "1" : NULL);
     bt_strvec_push(&env, "GIT_TERMINAL_PROMPT=0");
+    for (size_t i = 0; i < r->git_env.len; i++)
+        bt_strvec_push(&env, r->git_env.items[i]);
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     start_proc(r, argv, cwd.buf, &env);
     bt_strvec_clear(&env);
@@ -2767,6 +2771,8 @@ int bt_engine_start(bt_engine *e, const bt_task *task, const bt_engine_run_opts 
     r->assigned = json_is_object(as) ? json_deep_copy(as) : NULL;
     r->rows = json_object();
     bt_strbuf_init(&r->outbuf, 0);
+    for (const char *const *g = opts->git_env; g && *g; g++)
+        bt_strvec_push(&r->git_env, *g);
     rc = workspace_for(r, opts->workspace, err);
     if (rc < 0) {
         json_decref(bound);

@@ -56,6 +56,13 @@ struct xtask {
     char *workflow, *workspace;
     json_t *inputs;
     int max_iterations, offline;
+    /* with a pipeline: what the queue was told, for bt_pipeline_settled */
+    const char *told;    /* "completed", "failed", "cancelled", "interrupted" */
+    json_t *told_result; /* the result reported (completed) or NULL */
+    char *told_error;
+    int prepared;     /* the pipeline prepared this task (settled is owed) */
+    int preparing;    /* bt_pipeline_prepare in flight */
+    int cancel_early; /* cancelled while its workspace was being prepared */
 };
 
 static void try_claim(bt_executor *x);
@@ -85,6 +92,8 @@ static void xt_unref(xtask *t)
     free(t->workflow);
     free(t->workspace);
     json_decref(t->inputs);
+    json_decref(t->told_result);
+    free(t->told_error);
     free(t);
     if (x->stopping)
         check_stopped(x);
@@ -105,6 +114,18 @@ static void xt_close(xtask *t)
 
 /* ---- reporting ---- */
 
+/* The pipeline's completion stage learns the queue's verdict: final when the task will
+ * not run again. */
+static void settle(xtask *t, int final)
+{
+    bt_executor *x = t->x;
+    if (!x->o.pipeline || !t->prepared)
+        return;
+    t->prepared = 0;
+    bt_pipeline_settled(x->o.pipeline, t->task, t->told ? t->told : "interrupted", final,
+                        t->told_result, t->told_error);
+}
+
 static void on_reported(void *ud, int rc, const bt_error *err, const bt_task *task)
 {
     (void)task;
@@ -113,14 +134,88 @@ static void on_reported(void *ud, int rc, const bt_error *err, const bt_task *ta
      * cancel came through the task itself) - neither needs a report any more */
     if (rc < 0 && rc != BT_ESTALE && rc != BT_ESTATE)
         log_warn(t->x, "cannot report a task's outcome", t->task->id, err ? err->msg : "");
+    int final = t->told && strcmp(t->told, "interrupted") != 0 && strcmp(t->told, "retry") != 0 &&
+                (rc == 0 || (rc == BT_ESTATE && strcmp(t->told, "cancelled") == 0));
+    settle(t, final);
     xt_unref(t);
 }
 
 static void on_fail_reported(void *ud, int rc, const bt_error *err, const bt_task *task,
                              bt_fail_outcome outcome)
 {
-    (void)outcome;
+    xtask *t = ud;
+    if (rc == 0 && outcome == BT_FAIL_RETRY)
+        t->told = "retry";
     on_reported(ud, rc, err, task);
+}
+
+static void finish_run(xtask *t, const bt_engine_result *r)
+{
+    bt_executor *x = t->x;
+    if (!t->lease_lost && !t->reported) {
+        t->reported = 1;
+        const bt_task *k = t->task;
+        t->refs++;
+        t->told_error = r->error ? bt_xstrdup(r->error) : NULL;
+        t->told_result = r->json ? json_incref(r->json) : NULL;
+        if (strcmp(r->status, "completed") == 0) {
+            t->told = "completed";
+            bt_store_complete(x->store, k->id, x->owner, k->fencing, r->json, on_reported, t);
+        } else if (strcmp(r->status, "interrupted") == 0) {
+            t->told = "interrupted";
+            bt_store_release(x->store, k->id, x->owner, k->fencing, "shutdown", on_reported, t);
+        } else if (strcmp(r->status, "cancelled") == 0) {
+            /* cancelled through the task (its lease is gone already) or by us */
+            t->told = "cancelled";
+            bt_store_task_transition(x->store, k->id, BT_TASK_CANCELLED,
+                                     r->error ? r->error : "cancelled", on_reported, t);
+        } else {
+            t->told = "failed";
+            int retryable = r->error_class && strcmp(r->error_class, "transient") == 0;
+            bt_store_fail(x->store, k->id, x->owner, k->fencing, r->error ? r->error : "failed",
+                          retryable, on_fail_reported, t);
+        }
+    } else {
+        settle(t, 0); /* someone else owns the task now */
+    }
+    /* after the queue was told (executor.h): a read issued from the callback sees the
+     * task's outcome */
+    if (x->o.on_task_done)
+        x->o.on_task_done(x, r, x->o.ud);
+    xt_close(t);
+    xt_unref(t); /* the run's reference */
+}
+
+typedef struct delivery {
+    xtask *t;
+    bt_engine_result r; /* copies of the run's result */
+    json_t *json;
+} delivery;
+
+static void on_delivered(int rc, const bt_error *err, const char *error_class, json_t *extra,
+                         void *ud)
+{
+    delivery *d = ud;
+    bt_engine_result r = d->r;
+    r.json = d->json;
+    if (rc < 0) {
+        /* the work is done but could not be delivered (push failed): retry the task */
+        r.status = "failed";
+        r.success = 0;
+        r.error = err ? err->msg : "delivery failed";
+        r.error_class = error_class ? error_class : "transient";
+        json_object_set_new(d->json, "success", json_false());
+        json_object_set_new(d->json, "status", json_string("failed"));
+        json_object_set_new(d->json, "error", json_string(r.error));
+    } else if (extra) {
+        json_object_update(d->json, extra);
+    }
+    finish_run(d->t, &r);
+    free((char *)d->r.run_id);
+    free((char *)d->r.task_id);
+    free((char *)d->r.final_output);
+    json_decref(d->json);
+    free(d);
 }
 
 static void on_run_done(bt_engine *e, const bt_engine_result *r, void *ud)
@@ -130,30 +225,23 @@ static void on_run_done(bt_engine *e, const bt_engine_result *r, void *ud)
     bt_executor *x = t->x;
     t->run_active = 0;
     uv_timer_stop(&t->hb);
-    if (!t->lease_lost && !t->reported) {
-        t->reported = 1;
-        const bt_task *k = t->task;
-        t->refs++;
-        if (strcmp(r->status, "completed") == 0) {
-            bt_store_complete(x->store, k->id, x->owner, k->fencing, r->json, on_reported, t);
-        } else if (strcmp(r->status, "interrupted") == 0) {
-            bt_store_release(x->store, k->id, x->owner, k->fencing, "shutdown", on_reported, t);
-        } else if (strcmp(r->status, "cancelled") == 0) {
-            /* cancelled through the task (its lease is gone already) or by us */
-            bt_store_task_transition(x->store, k->id, BT_TASK_CANCELLED,
-                                     r->error ? r->error : "cancelled", on_reported, t);
-        } else {
-            int retryable = r->error_class && strcmp(r->error_class, "transient") == 0;
-            bt_store_fail(x->store, k->id, x->owner, k->fencing, r->error ? r->error : "failed",
-                          retryable, on_fail_reported, t);
-        }
+    if (x->o.pipeline && t->prepared && strcmp(r->status, "completed") == 0 && !t->lease_lost &&
+        !t->reported) {
+        /* commit, push and open the pull request before the queue hears "completed" */
+        delivery *d = bt_xcalloc(1, sizeof *d);
+        d->t = t;
+        d->r = *r;
+        d->r.run_id = bt_xstrdup(r->run_id ? r->run_id : "");
+        d->r.task_id = bt_xstrdup(r->task_id ? r->task_id : "");
+        d->r.final_output = bt_xstrdup(r->final_output ? r->final_output : "");
+        d->r.status = "completed";
+        d->r.error = NULL;
+        d->r.error_class = NULL;
+        d->json = r->json ? json_deep_copy(r->json) : json_object();
+        bt_pipeline_deliver(x->o.pipeline, t->task, &d->r, on_delivered, d);
+        return;
     }
-    /* after the queue was told (executor.h): a read issued from the callback sees the
-     * task's outcome */
-    if (x->o.on_task_done)
-        x->o.on_task_done(x, r, x->o.ud);
-    xt_close(t);
-    xt_unref(t); /* the run's reference */
+    finish_run(t, r);
 }
 
 /* ---- heartbeats ---- */
@@ -189,6 +277,69 @@ static void on_run_progress(bt_engine *e, const char *kind, const json_t *data, 
     t->x->o.on_progress(e, kind, data, t->x->o.ud);
 }
 
+/* A run that could not start: report it like a failed run. */
+static void start_failed(xtask *t, const char *msg, const char *error_class)
+{
+    bt_engine_result r = {.run_id = "",
+                          .task_id = t->task->id,
+                          .status = "failed",
+                          .error = msg,
+                          .error_class = error_class,
+                          .final_output = ""};
+    json_t *j = json_pack("{sb ss ss}", "success", 0, "status", "failed", "error", msg);
+    r.json = j;
+    on_run_done(t->x->engine, &r, t);
+    json_decref(j);
+}
+
+static void start_engine(xtask *t, const char *workspace, const char *const *git_env)
+{
+    bt_executor *x = t->x;
+    bt_engine_run_opts ro = {.workflow = t->workflow,
+                             .inputs = t->inputs,
+                             .max_iterations = t->max_iterations,
+                             .offline = t->offline,
+                             .workspace = workspace,
+                             .git_env = git_env,
+                             .owner = x->owner,
+                             .on_done = on_run_done,
+                             .on_progress = x->o.on_progress ? on_run_progress : NULL,
+                             .ud = t};
+    bt_error err = BT_ERROR_INIT;
+    if (bt_engine_start(x->engine, t->task, &ro, &err) < 0)
+        start_failed(t, err.msg, "permanent"); /* it can never run as it is */
+}
+
+static void on_prepared(int rc, const bt_error *err, const char *error_class,
+                        const bt_pipeline_prep *prep, void *ud)
+{
+    xtask *t = ud;
+    t->preparing = 0;
+    if (rc < 0) {
+        bt_strbuf m = BT_STRBUF_INIT;
+        bt_strbuf_addf(&m, "workspace: %s", err ? err->msg : "preparation failed");
+        start_failed(t, m.buf, error_class ? error_class : "transient");
+        bt_strbuf_release(&m);
+        return;
+    }
+    t->prepared = 1;
+    if (t->cancel_early || t->x->stopping) {
+        /* cancelled, or the process is stopping, while the workspace was prepared */
+        bt_engine_result r = {.run_id = "",
+                              .task_id = t->task->id,
+                              .status = t->cancel_early ? "cancelled" : "interrupted",
+                              .error = t->cancel_early ? "cancelled" : "shutdown",
+                              .error_class = "cancelled",
+                              .final_output = ""};
+        json_t *j = json_pack("{sb ss}", "success", 0, "status", r.status);
+        r.json = j;
+        on_run_done(t->x->engine, &r, t);
+        json_decref(j);
+        return;
+    }
+    start_engine(t, prep->workspace, prep->git_env);
+}
+
 static void run_claimed(bt_executor *x, const bt_task *task, xtask *proto)
 {
     xtask *t = proto ? proto : bt_xcalloc(1, sizeof *t);
@@ -202,31 +353,15 @@ static void run_claimed(bt_executor *x, const bt_task *task, xtask *proto)
     x->nactive++;
     int64_t every = x->lease_ms / 3 > 0 ? x->lease_ms / 3 : 1;
     uv_timer_start(&t->hb, on_hb_timer, (uint64_t)every, (uint64_t)every);
-    bt_engine_run_opts ro = {.workflow = t->workflow,
-                             .inputs = t->inputs,
-                             .max_iterations = t->max_iterations,
-                             .offline = t->offline,
-                             .workspace = t->workspace,
-                             .owner = x->owner,
-                             .on_done = on_run_done,
-                             .on_progress = x->o.on_progress ? on_run_progress : NULL,
-                             .ud = t};
-    bt_error err = BT_ERROR_INIT;
     t->refs++;
     t->run_active = 1;
-    if (bt_engine_start(x->engine, t->task, &ro, &err) < 0) {
-        /* it can never run as it is: fail it for good, with the reason */
-        bt_engine_result r = {.run_id = "",
-                              .task_id = t->task->id,
-                              .status = "failed",
-                              .error = err.msg,
-                              .error_class = "permanent",
-                              .final_output = ""};
-        json_t *j = json_pack("{sb ss ss}", "success", 0, "status", "failed", "error", err.msg);
-        r.json = j;
-        on_run_done(x->engine, &r, t);
-        json_decref(j);
+    if (x->o.pipeline && !t->workspace) {
+        /* workspace, repository, branch, hooks, tracker labels first */
+        t->preparing = 1;
+        bt_pipeline_prepare(x->o.pipeline, t->task, on_prepared, t);
+        return;
     }
+    start_engine(t, t->workspace, NULL);
 }
 
 static void on_handed_back(void *ud, int rc, const bt_error *err, const bt_task *task)
@@ -292,6 +427,14 @@ static void on_tick(uv_timer_t *h)
 static void on_event(void *ud, const bt_event *ev)
 {
     bt_executor *x = ud;
+    if (strcmp(ev->type, "task.status") == 0 &&
+        strcmp(bt_json_str(ev->data, "to", ""), "cancelled") == 0) {
+        /* the engine stops runs of cancelled tasks itself; one still being prepared has
+         * no run yet */
+        for (xtask *t = x->tasks; t; t = t->next)
+            if (t->preparing && strcmp(t->task->id, ev->task_id) == 0)
+                t->cancel_early = 1;
+    }
     if (strcmp(ev->type, "task.created") == 0 ||
         (strcmp(ev->type, "task.status") == 0 &&
          strcmp(bt_json_str(ev->data, "to", ""), "pending") == 0))
