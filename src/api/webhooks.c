@@ -24,10 +24,16 @@
  * Parsing before recording (rather than recording, then forgetting a delivery that does
  * not parse) means an unusable payload never touches the store. Each delivery is logged
  * at info with its event, delivery id and outcome.
+ *
+ * Records are kept DELIVERY_KEEP_MS (GitHub redelivers on request for 3 days): at most
+ * once an hour, a recorded delivery also prunes older records.
+ *
+ * State: webhooks_state (the route's ud), freed by bt_api_cleanup.
  */
 #include "api/api.h"
 
 #include "base/mem.h"
+#include "base/time.h"
 #include "config/config.h"
 #include "core/intake.h"
 #include "core/pipeline.h"
@@ -42,9 +48,17 @@
 
 #define WEBHOOK_MAX_BODY ((size_t)25 * 1024 * 1024) /* GitHub caps payloads at 25 MB */
 #define SOURCE           "github"
+#define DELIVERY_KEEP_MS (7LL * 24 * 3600 * 1000)
+#define PRUNE_EVERY_MS   (3600LL * 1000)
+
+typedef struct webhooks_state {
+    bt_api *api;
+    int64_t pruned_at; /* wall ms of the last prune started; 0 = never */
+} webhooks_state;
 
 typedef struct hook_ctx {
     bt_api *api;
+    webhooks_state *st;
     bt_http_req *req;
     char *event;
     char *delivery;
@@ -234,6 +248,26 @@ static void on_retry_found(void *ud, int rc, const bt_error *err, const bt_task 
 /* ---------------------------------------------------------------------------------
  * The delivery is recorded: act on it.
  */
+static void on_pruned(void *ud, int rc, const bt_error *err, int64_t count)
+{
+    webhooks_state *st = ud;
+    if (rc < 0)
+        bt_log_warn(st->api->log, "github webhook: pruning old delivery records failed",
+                    BT_LF_STR("error", err ? err->msg : ""));
+    else if (count > 0)
+        bt_log_debug(st->api->log, "github webhook: old delivery records pruned",
+                     BT_LF_INT("count", count));
+}
+
+static void maybe_prune(webhooks_state *st)
+{
+    int64_t now = bt_time_wall_ms();
+    if (st->pruned_at && now - st->pruned_at < PRUNE_EVERY_MS)
+        return;
+    st->pruned_at = now;
+    bt_store_deliveries_prune(st->api->store, now - DELIVERY_KEEP_MS, on_pruned, st);
+}
+
 static void on_recorded(void *ud, int rc, const bt_error *err, int64_t count)
 {
     hook_ctx *c = ud;
@@ -253,6 +287,7 @@ static void on_recorded(void *ud, int rc, const bt_error *err, int64_t count)
                "duplicate", NULL);
         return;
     }
+    maybe_prune(c->st);
     switch (c->hook.kind) {
     case BT_GITHUB_HOOK_ENQUEUE:
         bt_intake_submit(c->api->store, c->api->cfg, &c->hook.item, on_intake, c);
@@ -277,7 +312,8 @@ static void on_recorded(void *ud, int rc, const bt_error *err, int64_t count)
  */
 static void h_github(bt_http_req *req, void *ud)
 {
-    bt_api *api = ud;
+    webhooks_state *st = ud;
+    bt_api *api = st->api;
     if (!api->github) {
         bt_http_respond_error(req, 404, "not_configured",
                               "the GitHub tracker is not configured: set trackers.github.repo "
@@ -317,6 +353,7 @@ static void h_github(bt_http_req *req, void *ud)
     }
     hook_ctx *c = bt_xcalloc(1, sizeof *c);
     c->api = api;
+    c->st = st;
     c->req = req;
     c->event = bt_xstrdup(event);
     c->delivery = bt_xstrdup(delivery);
@@ -357,8 +394,15 @@ static void h_github(bt_http_req *req, void *ud)
 
 int bt_api_webhooks_register(bt_api *api, bt_error *err)
 {
+    webhooks_state *st = bt_xcalloc(1, sizeof *st);
+    st->api = api;
+    int rc = bt_api_on_cleanup(api, free, st, err);
+    if (rc < 0) {
+        free(st);
+        return rc;
+    }
     const bt_http_route routes[] = {
-        {"POST", "/webhooks/github", BT_HTTP_SCOPE_NONE, h_github, api, WEBHOOK_MAX_BODY, 0},
+        {"POST", "/webhooks/github", BT_HTTP_SCOPE_NONE, h_github, st, WEBHOOK_MAX_BODY, 0},
     };
     return bt_http_server_route_all(api->http, routes, sizeof routes / sizeof routes[0], err);
 }
