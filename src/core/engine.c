@@ -94,7 +94,7 @@ struct rrun {
     int depth;
     char *workspace;
     bt_strvec git_env; /* credentials for git-operation steps only */
-    json_t *assigned; /* task meta.assigned_agents or NULL */
+    json_t *assigned;  /* task meta.assigned_agents or NULL */
     /* the dynamic planner (planner.h): the planning call in progress, and the compiled
      * plan the run executes (r->wf points into it) */
     bt_planner_run *plan;
