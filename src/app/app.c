@@ -29,6 +29,8 @@
 #include "core/engine.h"
 #include "core/resilience.h"
 #include "core/executor.h"
+#include "core/intake.h"
+#include "core/pipeline.h"
 #include "core/offline.h"
 #include "core/reaper.h"
 #include "core/workflow.h"
@@ -37,6 +39,8 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "store/store.h"
+#include "trackers/github.h"
+#include "workspace/workspace.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -69,6 +73,11 @@ typedef struct bt_app {
     bt_executor *executor;
     /* the offline detector (core/offline.h); NULL with offline.mode off */
     bt_offline *offline;
+    /* workspaces, the preparation/completion stages and the trackers (docs/github.md) */
+    bt_workspaces *workspaces;
+    bt_pipeline *pipeline;
+    bt_github *github;
+    int pipeline_started, trackers_down;
     int executor_down, http_down;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -195,6 +204,84 @@ static void owner_id(char *buf, size_t n, char *const *envp)
     snprintf(buf, n, "local:%s%s%s", host, inst && *inst ? ":" : "", inst ? inst : "");
 }
 
+/* ---- trackers, workspaces and the pipeline ---- */
+
+static bt_http_client *tracker_http(void *ud)
+{
+    bt_app *app = ud;
+    return app_http_client(&app->api);
+}
+
+static bt_tracker *app_tracker(void *ud, const char *source)
+{
+    bt_app *app = ud;
+    if (app->github && strcmp(source, "github") == 0)
+        return bt_github_tracker(app->github);
+    return NULL;
+}
+
+static void on_intake_done(void *ud, int rc, const bt_error *err, const bt_task *task, bool created)
+{
+    bt_app *app = ud;
+    if (rc < 0)
+        bt_log_error(app->log, "cannot store a tracker item", BT_LF_STR("error", err->msg));
+    else if (created)
+        bt_log_info(app->log, "tracker item queued", BT_LF_STR("task", task->id),
+                    BT_LF_STR("identifier", task->identifier ? task->identifier : ""),
+                    BT_LF_STR("source", task->source));
+}
+
+static void on_tracker_item(const bt_tracker_item *item, void *ud)
+{
+    bt_app *app = ud;
+    if (!app->stopping)
+        bt_intake_submit(app->store, app->cfg, item, on_intake_done, app);
+}
+
+/* The GitHub tracker when trackers.github.repo is set (polling starts with the
+ * daemon), the workspace manager and the pipeline every local run goes through. */
+static int start_trackers(bt_app *app, bt_error *err)
+{
+    bt_workspaces_opts wo = {.loop = &app->loop, .cfg = &app->cfg->workspace, .log = app->log};
+    int rc = bt_workspaces_new(&wo, &app->workspaces, err);
+    if (rc < 0)
+        return bt_error_prefix(err, "workspace.root");
+    if (app->cfg->trackers.github.repo && *app->cfg->trackers.github.repo) {
+        bt_github_opts go = {.loop = &app->loop,
+                             .cfg = &app->cfg->trackers.github,
+                             .http = tracker_http,
+                             .log = app->log,
+                             .on_item = on_tracker_item,
+                             .ud = app};
+        rc = bt_github_new(&go, &app->github, err);
+        if (rc < 0)
+            return bt_error_prefix(err, "trackers.github");
+        app->api.github = app->github;
+        app->api.github_connected = 1;
+    }
+    bt_pipeline_env pe = {.loop = &app->loop,
+                          .store = app->store,
+                          .cfg = app->cfg,
+                          .log = app->log,
+                          .workspaces = app->workspaces,
+                          .tracker = app_tracker,
+                          .ud = app};
+    app->pipeline = bt_pipeline_new(&pe);
+    app->api.pipeline = app->pipeline;
+    return 0;
+}
+
+/* After the HTTP server and the executor are up: reconciliation and polling. */
+static int run_trackers(bt_app *app, bt_error *err)
+{
+    int rc = bt_pipeline_start(app->pipeline, err);
+    if (rc == 0)
+        app->pipeline_started = 1;
+    if (rc == 0 && app->github)
+        rc = bt_github_start(app->github, err);
+    return rc;
+}
+
 static int start_executor(bt_app *app, char *const *envp, bt_error *err)
 {
     bt_engine_env ee = {.loop = &app->loop,
@@ -212,7 +299,7 @@ static int start_executor(bt_app *app, char *const *envp, bt_error *err)
     int64_t n = app->cfg->concurrency.local;
     if (n > app->cfg->concurrency.global)
         n = app->cfg->concurrency.global;
-    bt_executor_opts xo = {.owner = owner, .concurrency = (int)n};
+    bt_executor_opts xo = {.owner = owner, .concurrency = (int)n, .pipeline = app->pipeline};
     app->executor = bt_executor_new(app->engine, app->store, app->cfg, app->log, &xo);
     return bt_executor_start(app->executor, err);
 }
@@ -284,7 +371,7 @@ static void raise_nofile(bt_log *log)
 
 static void stop_loop_when_down(bt_app *app)
 {
-    if (!app->http_down || !app->executor_down)
+    if (!app->http_down || !app->executor_down || !app->trackers_down)
         return;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -299,11 +386,31 @@ static void on_http_down(bt_http_server *srv, void *ud)
     stop_loop_when_down(app);
 }
 
-/* Runs were interrupted and their tasks released (a restart resumes them). */
+static void on_pipeline_down(void *ud)
+{
+    bt_app *app = ud;
+    app->pipeline_started = 0;
+    app->executor_down = 1;
+    stop_loop_when_down(app);
+}
+
+/* Runs were interrupted and their tasks released (a restart resumes them); then the
+ * pipeline's after_run hooks and write-backs finish. */
 static void on_executor_down(void *ud)
 {
     bt_app *app = ud;
+    if (app->pipeline && app->pipeline_started) {
+        bt_pipeline_stop(app->pipeline, on_pipeline_down, app);
+        return;
+    }
     app->executor_down = 1;
+    stop_loop_when_down(app);
+}
+
+static void on_trackers_down(void *ud)
+{
+    bt_app *app = ud;
+    app->trackers_down = 1;
     stop_loop_when_down(app);
 }
 
@@ -326,7 +433,11 @@ static void on_signal(uv_signal_t *s, int signum)
     if (app->executor)
         bt_executor_stop(app->executor, on_executor_down, app);
     else
-        app->executor_down = 1;
+        on_executor_down(app);
+    if (app->github)
+        bt_github_stop(app->github, on_trackers_down, app);
+    else
+        app->trackers_down = 1;
     bt_http_server_shutdown(app->http, on_http_down, app);
 }
 
@@ -360,6 +471,16 @@ static int finish(bt_app *app, int rc)
         while (!app->executor_down && uv_run(&app->loop, UV_RUN_ONCE))
             ;
     }
+    if (app->pipeline_started) {
+        bt_pipeline_stop(app->pipeline, on_pipeline_down, app);
+        while (app->pipeline_started && uv_run(&app->loop, UV_RUN_ONCE))
+            ;
+    }
+    if (app->github && !app->trackers_down) {
+        bt_github_stop(app->github, on_trackers_down, app);
+        while (!app->trackers_down && uv_run(&app->loop, UV_RUN_ONCE))
+            ;
+    }
     bt_executor_free(app->executor);
     app->executor = NULL;
     bt_offline_free(app->offline); /* its cancelled probes come back in the loop below */
@@ -369,6 +490,10 @@ static int finish(bt_app *app, int rc)
     bt_store_close(app->store);
     app->store = NULL;
     uv_run(&app->loop, UV_RUN_DEFAULT);
+    if (app->workspaces) {
+        bt_workspaces_cancel_all(app->workspaces);
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+    }
     bt_api_cleanup(&app->api);   /* route groups' state: nothing can reach it any more */
     bt_agents_free(app->agents); /* every run has ended: the loop ran dry above */
     app->agents = NULL;
@@ -377,6 +502,9 @@ static int finish(bt_app *app, int rc)
         app->http_client = NULL;
         uv_run(&app->loop, UV_RUN_DEFAULT);
     }
+    bt_pipeline_free(app->pipeline);
+    bt_github_free(app->github);
+    bt_workspaces_free(app->workspaces);
     bt_http_server_free(app->http);
     bt_http_auth_free(app->auth);
     bt_metrics_free(app->metrics);
@@ -483,7 +611,9 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
         ho.identify = bt_http_auth_identity;
     }
     app->http = bt_http_server_new(&app->loop, &ho);
-    rc = app_routes(app, err);
+    rc = start_trackers(app, err);
+    if (rc == 0)
+        rc = app_routes(app, err);
     if (rc == 0)
         rc = start_offline(app, o.offline, err);
     if (rc == 0)
@@ -494,6 +624,8 @@ int bt_app_serve(const bt_app_options *opts, bt_error *err)
                              app->cfg->workers.offline_after_ms, &app->reaper, err);
     if (rc == 0 && app->cfg->concurrency.local > 0)
         rc = start_executor(app, envp, err);
+    if (rc == 0)
+        rc = run_trackers(app, err);
     if (rc < 0)
         return finish(app, rc);
 
