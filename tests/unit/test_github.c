@@ -471,8 +471,7 @@ static void test_git_env_scope(void **state)
 typedef struct fx {
     uv_loop_t loop;
     bt_http_client *http;
-    pid_t pid;
-    int to_child;
+    bt_test_fake fake;
     char base[64];
     char api[96];
     char clone[128];
@@ -490,32 +489,9 @@ typedef struct fx {
 
 static void fake_start(fx *f)
 {
-    const char *src = getenv("BATON_SOURCE_DIR");
-    assert_non_null(src);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fakes/github_server.py", src);
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    f->pid = fork();
-    assert_true(f->pid >= 0);
-    if (f->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", "--token", TOKEN,
-               "--git-root", f->git_root, "--repo", "acme/app", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    f->to_child = in[1];
-    FILE *from = fdopen(out[0], "r");
-    char line[128] = "";
-    int port = 0;
-    if (!fgets(line, sizeof line, from) || sscanf(line, "PORT %d", &port) != 1)
-        fail_msg("the fake GitHub did not start: '%s'", line);
-    fclose(from);
-    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%d", port);
+    const char *extra[] = {"--token", TOKEN, "--git-root", f->git_root, "--repo", "acme/app", NULL};
+    bt_test_fake_start_args(&f->fake, "github_server.py", extra);
+    snprintf(f->base, sizeof f->base, "%s", f->fake.base);
 }
 
 static bt_http_client *fx_http(void *ud)
@@ -584,9 +560,7 @@ static int fx_teardown(void **state)
     bt_http_client_close(f->http);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    close(f->to_child);
-    kill(f->pid, SIGTERM);
-    waitpid(f->pid, NULL, 0);
+    bt_test_fake_stop(&f->fake);
     bt_strvec_clear(&f->cfg.labels);
     json_decref(f->items);
     bt_test_rmdir(f->tmp);
@@ -596,42 +570,9 @@ static int fx_teardown(void **state)
 
 /* ---- synchronous control calls ---- */
 
-typedef struct sync_call {
-    int done;
-    long status;
-    bt_strbuf body;
-} sync_call;
-
-static void sync_done(bt_http_call *call, const bt_http_response *r, void *ud)
-{
-    (void)call;
-    sync_call *s = ud;
-    s->done = 1;
-    s->status = r->status;
-    bt_strbuf_add(&s->body, r->body, r->body_len);
-}
-
 static json_t *ctl(fx *f, const char *method, const char *path, const char *body)
 {
-    char url[256];
-    snprintf(url, sizeof url, "%s%s", f->base, path);
-    sync_call s = {.body = BT_STRBUF_INIT};
-    bt_http_request rq = {.method = method,
-                          .url = url,
-                          .body = body,
-                          .body_len = body ? strlen(body) : 0,
-                          .on_done = sync_done,
-                          .ud = &s};
-    bt_error err = BT_ERROR_INIT;
-    assert_int_equal(bt_http_client_send(f->http, &rq, NULL, &err), 0);
-    while (!s.done)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    if (s.status != 200 && s.status != 201)
-        fail_msg("%s %s: %ld %s", method, path, s.status, s.body.buf ? s.body.buf : "");
-    json_t *j = json_loadb(s.body.buf ? s.body.buf : "", s.body.len, 0, NULL);
-    assert_non_null(j);
-    bt_strbuf_release(&s.body);
-    return j;
+    return bt_test_ctl(&f->loop, f->http, f->base, method, path, body);
 }
 
 static void ctlv(fx *f, const char *path, const char *body)

@@ -630,40 +630,11 @@ static int e_teardown(void **state)
 
 /* ---- the fake server's control endpoints, through the loop ---- */
 
-typedef struct sync_call {
-    int done;
-    long status;
-    bt_strbuf body;
-} sync_call;
-
-static void sync_done(bt_http_call *call, const bt_http_response *r, void *ud)
-{
-    (void)call;
-    sync_call *s = ud;
-    s->done = 1;
-    s->status = r->status;
-    bt_strbuf_add(&s->body, r->body, r->body_len);
-}
-
 static json_t *ctl(efx *f, const char *method, const char *path, const char *body)
 {
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
-    sync_call s = {.body = BT_STRBUF_INIT};
-    bt_http_request rq = {.method = method,
-                          .url = url,
-                          .body = body,
-                          .body_len = body ? strlen(body) : 0,
-                          .on_done = sync_done,
-                          .ud = &s};
-    bt_error err = BT_ERROR_INIT;
-    assert_int_equal(bt_http_client_send(f->http, &rq, NULL, &err), 0);
-    wait_flag(f, &s.done, 10000, "the fake server");
-    assert_int_equal(s.status, 200);
-    json_t *j = json_loadb(s.body.buf ? s.body.buf : "", s.body.len, 0, NULL);
-    assert_non_null(j);
-    bt_strbuf_release(&s.body);
-    return j;
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", f->port);
+    return bt_test_ctl(&f->loop, f->http, base, method, path, body);
 }
 
 /* The planning agent's next answer. */

@@ -214,40 +214,9 @@ static int teardown(void **state)
 
 /* ---- the fake's control API ---- */
 
-typedef struct sync_call {
-    int done;
-    long status;
-    bt_strbuf body;
-} sync_call;
-
-static void sync_done(bt_http_call *call, const bt_http_response *r, void *ud)
-{
-    (void)call;
-    sync_call *s = ud;
-    s->done = 1;
-    s->status = r->status;
-    bt_strbuf_add(&s->body, r->body, r->body_len);
-}
-
 static json_t *ctl(fx *f, const char *method, const char *path, const char *body)
 {
-    char url[256];
-    snprintf(url, sizeof url, "%s%s", f->base, path);
-    sync_call s = {.body = BT_STRBUF_INIT};
-    bt_http_request rq = {.method = method,
-                          .url = url,
-                          .body = body,
-                          .body_len = body ? strlen(body) : 0,
-                          .on_done = sync_done,
-                          .ud = &s};
-    bt_error err = BT_ERROR_INIT;
-    assert_int_equal(bt_http_client_send(f->http, &rq, NULL, &err), 0);
-    wait_flag(f, &s.done, 10000, "the fake's control API");
-    assert_int_equal(s.status, 200);
-    json_t *j = json_loadb(s.body.buf ? s.body.buf : "", s.body.len, 0, NULL);
-    assert_non_null(j);
-    bt_strbuf_release(&s.body);
-    return j;
+    return bt_test_ctl(&f->loop, f->http, f->base, method, path, body);
 }
 
 static void script(fx *f, const char *actions)

@@ -61,6 +61,11 @@ char *bt_test_write(const char *dir, const char *name, const char *contents)
 
 void bt_test_fake_start(bt_test_fake *f, const char *script)
 {
+    bt_test_fake_start_args(f, script, NULL);
+}
+
+void bt_test_fake_start_args(bt_test_fake *f, const char *script, const char *const *extra)
+{
     const char *src = getenv("BATON_SOURCE_DIR");
     assert_non_null(src);
     char path[4096];
@@ -73,7 +78,12 @@ void bt_test_fake_start(bt_test_fake *f, const char *script)
     if (f->pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
-        execlp("python3", "python3", path, "--port", "0", "--exit-on-stdin-eof", (char *)NULL);
+        const char *argv[64] = {"python3", path, "--port", "0", "--exit-on-stdin-eof"};
+        int n = 5;
+        for (const char *const *a = extra; a && *a && n < 63; a++)
+            argv[n++] = *a;
+        argv[n] = NULL;
+        execvp("python3", (char *const *)argv);
         _exit(127);
     }
     close(in[0]);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sys/types.h>
+#include <jansson.h>
+#include <uv.h>
 
 /* Create a fresh directory under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *bt_test_tmpdir(const char *tag);
@@ -30,7 +32,17 @@ typedef struct bt_test_fake {
 /* Start tests/fakes/<script> (under $BATON_SOURCE_DIR); fails the test when it does not
  * come up. */
 void bt_test_fake_start(bt_test_fake *f, const char *script);
+/* The same with more arguments after those two (NULL-terminated; may be NULL). */
+void bt_test_fake_start_args(bt_test_fake *f, const char *script, const char *const *extra);
 /* Stop it and wait for it. */
 void bt_test_fake_stop(bt_test_fake *f);
+
+/* A call to a fake's control API (base "http://127.0.0.1:PORT", path "/_control/...",
+ * body NULL or JSON text) through http on loop, run until it answers (at most 10 s).
+ * Fails the test unless the status is 2xx and the body JSON; returns it (new ref).
+ * In testutil_http.c: only tests that link the HTTP layer use it. */
+typedef struct bt_http_client bt_http_client;
+json_t *bt_test_ctl(uv_loop_t *loop, bt_http_client *http, const char *base, const char *method,
+                    const char *path, const char *body);
 
 #endif
