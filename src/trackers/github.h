@@ -4,9 +4,10 @@
  * writes back labels, comments and pull requests through the bt_tracker interface
  * (tracker.h). Also the webhook side: signature check and payload translation.
  *
- * Polling (bt_github_start): at once, then every trackers.github.poll_interval,
- * `GET /repos/{repo}/issues?state=open&labels=<watched>&per_page=100&sort=created&
- * direction=asc`, following the `link` header's rel="next" exactly as given (at most
+ * Polling (bt_github_start): at once, then every trackers.github.poll_interval, for each
+ * watched label (an issue with any of them is taken once; GitHub's labels=a,b would
+ * demand all) `GET /repos/{repo}/issues?state=open&labels=<label>&per_page=100&
+ * sort=created&direction=asc`, following the `link` header's rel="next" exactly as given (at most
  * 50 pages a tick), dropping pull requests (elements with a `pull_request` key),
  * sending If-None-Match with the ETag stored per page URL (a 304 reuses that page's
  * stored items and costs no rate limit). Each issue becomes a bt_tracker_item handed to
