@@ -47,7 +47,8 @@ struct prec {
 struct bt_pipeline {
     bt_pipeline_env env;
     prec *recs;
-    uv_timer_t tick, sweep;
+    uv_timer_t tick, sweep, wbcheck;
+    int64_t started_at; /* wall clock at bt_pipeline_start */
     int timers;
     int busy; /* operations in flight */
     int started, stopping, reconciling;
@@ -540,6 +541,37 @@ static int64_t jint(const json_t *o, const char *k)
     return json_integer_value(json_object_get(o, k));
 }
 
+/* Tell the item's tracker the final outcome (comment, labels); recorded as a
+ * tracker.writeback / tracker.writeback_failed event. */
+static void write_back(bt_pipeline *p, const bt_task *task, int completed, const json_t *result,
+                       const char *error)
+{
+    bt_tracker *t = tracker_for(p, task->source);
+    if (!t || !t->ops->finished || !task->external_id)
+        return;
+    wb_op *w = bt_xcalloc(1, sizeof *w);
+    w->p = p;
+    snprintf(w->task_id, sizeof w->task_id, "%s", task->id);
+    w->success = completed;
+    json_t *cost = json_object_get(result, "cost_usd");
+    bt_tracker_outcome o = {.external_id = task->external_id,
+                            .meta = task->meta,
+                            .task_id = task->id,
+                            .run_id = json_string_value(json_object_get(result, "run_id")),
+                            .success = completed,
+                            .summary = json_string_value(json_object_get(result, "final_output")),
+                            .error = completed ? NULL : (error ? error : task->error),
+                            .pr_url = json_string_value(json_object_get(result, "pr_url")),
+                            .pr_error = json_string_value(json_object_get(result, "pr_error")),
+                            .branch = json_string_value(json_object_get(result, "branch")),
+                            .tokens_in = jint(result, "tokens_in"),
+                            .tokens_out = jint(result, "tokens_out"),
+                            .cost_usd = json_is_number(cost) ? json_number_value(cost) : 0,
+                            .attempts = task->attempts};
+    p->busy++;
+    t->ops->finished(t, &o, on_written_back, w);
+}
+
 void bt_pipeline_settled(bt_pipeline *p, const bt_task *task, const char *status, int final,
                          const json_t *result, const char *error)
 {
@@ -555,31 +587,8 @@ void bt_pipeline_settled(bt_pipeline *p, const bt_task *task, const char *status
     }
     /* tracker write-back on the final outcome (a cancelled item was stopped by a person or
      * by reconciliation: its issue says so already) */
-    bt_tracker *t = tracker_for(p, task->source);
-    if (final && !cancelled && t && t->ops->finished && task->external_id) {
-        wb_op *w = bt_xcalloc(1, sizeof *w);
-        w->p = p;
-        snprintf(w->task_id, sizeof w->task_id, "%s", task->id);
-        w->success = completed;
-        json_t *cost = json_object_get(result, "cost_usd");
-        bt_tracker_outcome o = {.external_id = task->external_id,
-                                .meta = task->meta,
-                                .task_id = task->id,
-                                .run_id = json_string_value(json_object_get(result, "run_id")),
-                                .success = completed,
-                                .summary =
-                                    json_string_value(json_object_get(result, "final_output")),
-                                .error = completed ? NULL : (error ? error : task->error),
-                                .pr_url = json_string_value(json_object_get(result, "pr_url")),
-                                .pr_error = json_string_value(json_object_get(result, "pr_error")),
-                                .branch = json_string_value(json_object_get(result, "branch")),
-                                .tokens_in = jint(result, "tokens_in"),
-                                .tokens_out = jint(result, "tokens_out"),
-                                .cost_usd = json_is_number(cost) ? json_number_value(cost) : 0,
-                                .attempts = task->attempts};
-        p->busy++;
-        t->ops->finished(t, &o, on_written_back, w);
-    }
+    if (final && !cancelled)
+        write_back(p, task, completed, result, error);
     if (r && r->workspace) {
         settle_op *op = bt_xcalloc(1, sizeof *op);
         op->p = p;
@@ -771,6 +780,84 @@ static void on_tick(uv_timer_t *h)
     reconcile(h->data, 0);
 }
 
+/* ---- write-backs lost to a crash ----
+ *
+ * A process killed between a task's final state and its tracker write-back leaves the
+ * issue labelled in progress with no comment. Once, writeback_check_ms after start-up
+ * (time enough for any live process to finish its own write-backs), every tracker task
+ * that reached completed/failed before start-up (within WRITEBACK_LOOKBACK_MS) and has
+ * no tracker.writeback event is written back now. */
+
+#define WRITEBACK_LOOKBACK_MS (7LL * 24 * 60 * 60 * 1000)
+
+typedef struct wbcheck {
+    bt_pipeline *p;
+    bt_task *task;
+} wbcheck;
+
+static void on_wb_events(void *ud, int rc, const bt_error *err, bt_event *const *evs, size_t n)
+{
+    wbcheck *c = ud;
+    bt_pipeline *p = c->p;
+    int done = rc < 0; /* cannot tell: leave it */
+    if (rc < 0)
+        plog(p, BT_LOG_WARN, "cannot read a task's events", c->task->id, err ? err->msg : "");
+    for (size_t i = 0; i < n && !done; i++)
+        done = strcmp(evs[i]->type, "tracker.writeback") == 0;
+    if (!done && !p->stopping) {
+        plog(p, BT_LOG_INFO, "writing back an outcome an earlier process did not", c->task->id,
+             bt_task_status_name(c->task->status));
+        write_back(p, c->task, c->task->status == BT_TASK_COMPLETED, c->task->result,
+                   c->task->error);
+    }
+    bt_task_free(c->task);
+    free(c);
+    p->busy--;
+    check_stopped(p);
+}
+
+static void on_wb_listed(void *ud, int rc, const bt_error *err, bt_task *const *tasks, size_t n,
+                         const char *cursor)
+{
+    (void)cursor;
+    bt_pipeline *p = ud;
+    if (rc < 0)
+        plog(p, BT_LOG_WARN, "write-back check: cannot list tasks", NULL, err ? err->msg : "");
+    for (size_t i = 0; rc == 0 && i < n && !p->stopping; i++) {
+        const bt_task *t = tasks[i];
+        bt_tracker *tr = tracker_for(p, t->source);
+        if (!tr || !tr->ops->finished || !t->external_id || t->finished_at == 0 ||
+            t->finished_at > p->started_at ||
+            t->finished_at < p->started_at - WRITEBACK_LOOKBACK_MS)
+            continue;
+        wbcheck *c = bt_xcalloc(1, sizeof *c);
+        c->p = p;
+        c->task = bt_task_dup(t);
+        bt_event_filter f = {.task_id = t->id, .type_prefix = "tracker.writeback", .limit = 50};
+        p->busy++;
+        bt_store_event_read(p->env.store, &f, on_wb_events, c);
+    }
+    p->busy--;
+    check_stopped(p);
+}
+
+static void on_wb_check(uv_timer_t *h)
+{
+    bt_pipeline *p = h->data;
+    if (p->stopping)
+        return;
+    for (size_t i = 0; i < NSOURCES; i++) {
+        if (!tracker_for(p, tracker_sources[i]))
+            continue;
+        bt_task_filter f = {.source = tracker_sources[i],
+                            .status_mask = (1u << BT_TASK_COMPLETED) | (1u << BT_TASK_FAILED),
+                            .limit = LIST_LIMIT,
+                            .newest_first = true};
+        p->busy++;
+        bt_store_task_list(p->env.store, &f, on_wb_listed, p);
+    }
+}
+
 /* ---- retention sweep ---- */
 
 static void on_sweep_listed(void *ud, int rc, const bt_error *err, bt_task *const *tasks, size_t n,
@@ -830,8 +917,10 @@ int bt_pipeline_start(bt_pipeline *p, bt_error *err)
     p->started = 1;
     uv_timer_init(p->env.loop, &p->tick);
     uv_timer_init(p->env.loop, &p->sweep);
-    p->tick.data = p->sweep.data = p;
-    p->timers = 2;
+    uv_timer_init(p->env.loop, &p->wbcheck);
+    p->tick.data = p->sweep.data = p->wbcheck.data = p;
+    p->timers = 3;
+    p->started_at = bt_time_wall_ms();
     int any = 0;
     for (size_t i = 0; i < NSOURCES; i++)
         any |= tracker_for(p, tracker_sources[i]) != NULL;
@@ -839,6 +928,8 @@ int bt_pipeline_start(bt_pipeline *p, bt_error *err)
         reconcile(p, 1);
         uint64_t every = (uint64_t)tick_ms(p);
         uv_timer_start(&p->tick, on_tick, every, every);
+        int64_t wb = p->env.writeback_check_ms > 0 ? p->env.writeback_check_ms : 60000;
+        uv_timer_start(&p->wbcheck, on_wb_check, (uint64_t)wb, 0);
     }
     int64_t keep = p->env.cfg->workspace.retention_ms;
     if (keep > 0) {
@@ -869,9 +960,10 @@ void bt_pipeline_stop(bt_pipeline *p, void (*done)(void *ud), void *ud)
     p->stopping = 1;
     p->stop_done = done;
     p->stop_ud = ud;
-    if (p->started && p->timers == 2 && !uv_is_closing((uv_handle_t *)&p->tick)) {
+    if (p->started && p->timers == 3 && !uv_is_closing((uv_handle_t *)&p->tick)) {
         uv_close((uv_handle_t *)&p->tick, on_timer_closed);
         uv_close((uv_handle_t *)&p->sweep, on_timer_closed);
+        uv_close((uv_handle_t *)&p->wbcheck, on_timer_closed);
         return;
     }
     check_stopped(p);

@@ -30,6 +30,9 @@
  *     retries) and the workspace's retention (workspace.retention: 0 removes at once,
  *     else a sweep removes workspaces of items finished longer ago).
  *
+ * Write-backs are recorded as events; one lost to a crash (the process died between the
+ * final state and the comment) is done once, a minute after the next start-up.
+ *
  * Reconciliation (bt_pipeline_start): at start-up, workspaces of items whose issue is
  * closed are removed; then every tick (the trackers' poll interval) each open task of a
  * tracker is refreshed: closed -> the task is cancelled ("issue closed"), which stops
@@ -64,6 +67,9 @@ typedef struct bt_pipeline_env {
     /* The tracker for a task's source ("github"), or NULL. */
     bt_tracker *(*tracker)(void *ud, const char *source);
     void *ud;
+    /* When to look for write-backs lost to a crash (tasks that reached their final state
+     * before start-up with no tracker.writeback event): 0 = 60 s after start-up. */
+    int64_t writeback_check_ms;
 } bt_pipeline_env; /* all borrowed; they must outlive the pipeline */
 
 bt_pipeline *bt_pipeline_new(const bt_pipeline_env *env);

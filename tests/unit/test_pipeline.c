@@ -193,7 +193,8 @@ static void use(fx *f, const char *retention, const char *extra_yaml)
                            .cfg = f->cfg,
                            .workspaces = f->ws,
                            .tracker = get_tracker,
-                           .ud = f};
+                           .ud = f,
+                           .writeback_check_ms = 100};
     f->p = bt_pipeline_new(&env);
 }
 
@@ -578,6 +579,64 @@ static void test_reconciliation(void **state)
     bt_strbuf_release(&b);
 }
 
+static void on_done_cb(void *ud, int rc, const bt_error *err, const bt_task *task)
+{
+    (void)err, (void)task;
+    *(int *)ud = rc == 0 ? 1 : -1;
+}
+
+static void on_event_done(void *ud, int rc, const bt_error *err, const bt_event *ev)
+{
+    (void)err, (void)ev;
+    *(int *)ud = rc == 0 ? 1 : -1;
+}
+
+static void on_events(void *ud, int rc, const bt_error *err, bt_event *const *evs, size_t n)
+{
+    (void)err, (void)evs;
+    *(int *)ud = rc == 0 ? (int)n + 1 : -1;
+}
+
+/* A process killed between "completed" and the write-back: the next start-up writes it
+ * back once (and only for the task that has no tracker.writeback event). */
+static void test_lost_writeback_is_replayed(void **state)
+{
+    fx *f = *state;
+    use(f, "7d", NULL);
+    bt_task *lost = new_task(f, "31", NULL, 0);
+    bt_task *told = new_task(f, "32", NULL, 0);
+    json_t *res = json_pack("{ss ss si}", "pr_url", "https://github.test/acme/app/pull/31",
+                            "final_output", "done", "tokens_in", 10);
+    int d1 = 0, d2 = 0, d3 = 0;
+    bt_store_complete(f->s, lost->id, "test", lost->fencing, res, on_done_cb, &d1);
+    bt_store_complete(f->s, told->id, "test", told->fencing, res, on_done_cb, &d2);
+    json_t *ev = json_pack("{ss}", "outcome", "completed");
+    bt_store_event_append(f->s, "tracker.writeback", told->id, NULL, ev, on_event_done, &d3);
+    json_decref(ev);
+    wait_flag(f, &d1, 5000, "complete");
+    wait_flag(f, &d2, 5000, "complete");
+    wait_flag(f, &d3, 5000, "event");
+    assert_int_equal(d1 + d2 + d3, 3);
+    pump(f, 10);
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_pipeline_start(f->p, &err), 0);
+    for (int i = 0; i < 100 && f->tr.finished == 0; i++)
+        pump(f, 20);
+    pump(f, 200);
+    assert_int_equal(f->tr.finished, 1);
+    assert_true(f->tr.success);
+    assert_string_equal(f->tr.pr_url_told, "https://github.test/acme/app/pull/31");
+    /* recorded, so a later start-up does not write it back again */
+    int n = 0;
+    bt_event_filter ef = {.task_id = lost->id, .type_prefix = "tracker.writeback"};
+    bt_store_event_read(f->s, &ef, on_events, &n);
+    wait_flag(f, &n, 5000, "events");
+    assert_int_equal(n - 1, 1);
+    json_decref(res);
+    bt_task_free(lost);
+    bt_task_free(told);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_reuses_and_failure_is_told, setup, teardown),
         cmocka_unit_test_setup_teardown(test_project_settings_and_template, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconciliation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_writeback_is_replayed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
