@@ -35,6 +35,7 @@
 #include "store/store.h"
 #include "workspace/proc.h"
 #include "workspace/repo_id.h"
+#include "workspace/workspace.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -2553,7 +2554,8 @@ static int workspace_for(rrun *r, const char *explicit_ws, bt_error *err)
         const bt_config *cfg = r->e->env.cfg;
         const char *root = cfg && cfg->workspace.root ? cfg->workspace.root : "./var/workspaces";
         bt_strbuf name = BT_STRBUF_INIT, path = BT_STRBUF_INIT;
-        bt_path_sanitize_component(r->task->identifier ? r->task->identifier : r->task->id, &name);
+        /* the workspace manager's key, so `baton run` and `baton serve` agree */
+        bt_workspace_key(r->task->identifier ? r->task->identifier : r->task->id, &name);
         /* join_safe resolves the root, so it must exist (a fresh ./var/workspaces) */
         int rc = bt_path_mkdirs(root, 0755, err);
         if (rc == 0)
