@@ -1077,15 +1077,6 @@ static void env_build(const bt_agent *a, bt_cli_preset p, bt_strvec *env)
     }
 }
 
-static const char *env_get(const bt_strvec *env, const char *key)
-{
-    size_t n = strlen(key);
-    for (size_t i = 0; i < env->len; i++)
-        if (strncmp(env->items[i], key, n) == 0 && env->items[i][n] == '=')
-            return env->items[i] + n + 1;
-    return NULL;
-}
-
 static int is_exec_file(const char *path)
 {
     struct stat st;
@@ -1673,7 +1664,7 @@ static int cli_start(bt_agent_run *run, bt_error *err)
     bt_strvec env = BT_STRVEC_INIT;
     env_build(a, cr->preset, &env);
     bt_strbuf path = BT_STRBUF_INIT;
-    if (resolve_program(cmd.argv.items[0], env_get(&env, "PATH"), &path) < 0) {
+    if (resolve_program(cmd.argv.items[0], bt_strvec_env_get(&env, "PATH"), &path) < 0) {
         bt_strbuf m = BT_STRBUF_INIT;
         not_found_message(&m, a, cr->preset, cmd.argv.items[0], cr->name);
         fail_early(cr, BT_AGENT_PERMANENT, m.buf);
@@ -1896,7 +1887,7 @@ static void cli_check_op(bt_agent *a, bt_agent_check_fn cb, void *ud)
     snprintf(c->name, sizeof c->name, "%s", display_name(p, prog));
     bt_strvec env = BT_STRVEC_INIT;
     env_build(a, p, &env);
-    if (resolve_program(prog, env_get(&env, "PATH"), &c->path) < 0) {
+    if (resolve_program(prog, bt_strvec_env_get(&env, "PATH"), &c->path) < 0) {
         bt_strbuf m = BT_STRBUF_INIT;
         if (strchr(prog, '/'))
             bt_strbuf_addf(&m, "%s: %s is not an executable file", c->name, prog);

@@ -182,3 +182,19 @@ char *bt_strbuf_detach(bt_strbuf *sb, size_t *len)
     sb->len = sb->cap = 0;
     return b;
 }
+
+void bt_strbuf_add_tail(bt_strbuf *sb, const char *text, size_t max)
+{
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+        n--;
+    const char *p = text;
+    if (n > max) {
+        p = text + n - max;
+        const char *nl = memchr(p, '\n', max / 4);
+        if (nl)
+            p = nl + 1;
+        bt_strbuf_addstr(sb, "...");
+    }
+    bt_strbuf_add(sb, p, n - (size_t)(p - text));
+}

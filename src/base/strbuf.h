@@ -39,6 +39,10 @@ void bt_strbuf_add_json_str(bt_strbuf *sb, const char *s, size_t n);
 void bt_strbuf_add_double(bt_strbuf *sb, double v);
 void bt_strbuf_setlen(bt_strbuf *sb, size_t len);
 void bt_strbuf_trim(bt_strbuf *sb);
+/* Append the last max bytes of text, trailing blanks dropped, starting at a line start
+ * when one is within the first quarter of that window, with "..." in front when text
+ * was cut: a process's output in an error message. */
+void bt_strbuf_add_tail(bt_strbuf *sb, const char *text, size_t max);
 /* The contents, "" when nothing was ever added. Borrowed. */
 const char *bt_strbuf_cstr(const bt_strbuf *sb);
 /* Transfer ownership of the buffer (never NULL) to the caller. */

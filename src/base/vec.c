@@ -72,6 +72,15 @@ int bt_strvec_contains(const bt_strvec *sv, const char *s)
     return 0;
 }
 
+const char *bt_strvec_env_get(const bt_strvec *env, const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < env->len; i++)
+        if (strncmp(env->items[i], key, n) == 0 && env->items[i][n] == '=')
+            return env->items[i] + n + 1;
+    return NULL;
+}
+
 void bt_strvec_clear(bt_strvec *sv)
 {
     for (size_t i = 0; i < sv->len; i++)

@@ -53,6 +53,9 @@ void bt_strvec_push_owned(bt_strvec *sv, char *s);
 /* Split s on sep, trimming spaces, skipping empty parts. */
 void bt_strvec_split(bt_strvec *sv, const char *s, char sep);
 int bt_strvec_contains(const bt_strvec *sv, const char *s);
+/* In a vector of "K=V" strings (an environment): V of the first K, borrowed; NULL when
+ * absent. */
+const char *bt_strvec_env_get(const bt_strvec *env, const char *key);
 void bt_strvec_clear(bt_strvec *sv);
 
 #endif

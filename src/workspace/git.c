@@ -35,15 +35,6 @@ extern char **environ;
 
 /* ---- environment ---- */
 
-static const char *env_get(const bt_strvec *env, const char *key)
-{
-    size_t n = strlen(key);
-    for (size_t i = 0; i < env->len; i++)
-        if (strncmp(env->items[i], key, n) == 0 && env->items[i][n] == '=')
-            return env->items[i] + n + 1;
-    return NULL;
-}
-
 /* Set key=value in env, replacing an existing entry for key. */
 static void env_put(bt_strvec *env, const char *key, const char *value)
 {
@@ -78,7 +69,7 @@ int bt_git_auth_env(const char *url_prefix, const char *user, const char *token,
             user = "x-access-token";
         /* Continue an existing GIT_CONFIG_COUNT numbering (ours, else the environment's
          * that git would otherwise see), so earlier entries keep working. */
-        const char *cur = env_get(env, "GIT_CONFIG_COUNT");
+        const char *cur = bt_strvec_env_get(env, "GIT_CONFIG_COUNT");
         if (!cur)
             cur = getenv("GIT_CONFIG_COUNT");
         long n = 0;
@@ -260,24 +251,6 @@ static void finish(push_op *op, int rc, const bt_error *err)
     op_free(op);
 }
 
-/* The redacted tail of output: the last max bytes, starting at a line when one starts
- * close enough, trimmed. Appends to out. */
-static void add_tail(bt_strbuf *out, const char *text, size_t max)
-{
-    size_t n = strlen(text);
-    while (n && (text[n - 1] == '\n' || text[n - 1] == ' ' || text[n - 1] == '\r'))
-        n--;
-    const char *p = text;
-    if (n > max) {
-        p = text + n - max;
-        const char *nl = memchr(p, '\n', max / 4);
-        if (nl)
-            p = nl + 1;
-        bt_strbuf_addstr(out, "...");
-    }
-    bt_strbuf_add(out, p, n - (size_t)(p - text));
-}
-
 static void fail_cmd(push_op *op, int code, const bt_proc_result *r, const char *redacted)
 {
     bt_strbuf m = BT_STRBUF_INIT;
@@ -292,7 +265,7 @@ static void fail_cmd(push_op *op, int code, const bt_proc_result *r, const char 
     }
     if (redacted && *redacted) {
         bt_strbuf_addstr(&m, ": ");
-        add_tail(&m, redacted, MSG_TAIL);
+        bt_strbuf_add_tail(&m, redacted, MSG_TAIL);
     }
     bt_error err = BT_ERROR_INIT;
     bt_errorf(&err, code, "%s", m.buf);

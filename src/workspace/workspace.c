@@ -515,23 +515,6 @@ static int proc_ok(const bt_proc_result *r)
     return !r->timed_out && !r->cancelled && !r->term_signal && r->exit_code == 0;
 }
 
-/* The last max bytes of text (from a line start when one is near), trimmed. */
-static void add_tail(bt_strbuf *out, const char *text, size_t max)
-{
-    size_t n = strlen(text);
-    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
-        n--;
-    const char *p = text;
-    if (n > max) {
-        p = text + n - max;
-        const char *nl = memchr(p, '\n', max / 4);
-        if (nl)
-            p = nl + 1;
-        bt_strbuf_addstr(out, "...");
-    }
-    bt_strbuf_add(out, p, n - (size_t)(p - text));
-}
-
 /* "<what> failed (exit N)" / "timed out after D" / "was killed by signal S". */
 static void describe_end(bt_strbuf *m, const char *what, const bt_proc_result *r,
                          int64_t timeout_ms)
@@ -553,7 +536,7 @@ static void fail_git(ws_op *o, int code, const bt_proc_result *r, int64_t timeou
     describe_end(&m, o->label, r, timeout_ms);
     if (*red) {
         bt_strbuf_addstr(&m, ": ");
-        add_tail(&m, red, MSG_TAIL);
+        bt_strbuf_add_tail(&m, red, MSG_TAIL);
     }
     bt_error e = BT_ERROR_INIT;
     bt_errorf(&e, r->timed_out ? BT_ETIMEOUT : code, "%s", m.buf);
@@ -587,7 +570,7 @@ static void hook_done(ws_op *o, const bt_proc_result *r)
     int ok = proc_ok(r);
     char *red = bt_log_redact(w->log, r->output);
     bt_strbuf tail = BT_STRBUF_INIT;
-    add_tail(&tail, red, LOG_TAIL);
+    bt_strbuf_add_tail(&tail, red, LOG_TAIL);
     free(red);
     bt_log_level lvl = ok ? BT_LOG_INFO : o->hook_fatal ? BT_LOG_ERROR : BT_LOG_WARN;
     bt_log_write(w->log, lvl,
@@ -603,7 +586,7 @@ static void hook_done(ws_op *o, const bt_proc_result *r)
         describe_end(&m, what.buf, r, local_timeout(o));
         if (tail.len) {
             bt_strbuf_addstr(&m, ": ");
-            add_tail(&m, tail.buf, MSG_TAIL);
+            bt_strbuf_add_tail(&m, tail.buf, MSG_TAIL);
         }
         bt_error e = BT_ERROR_INIT;
         bt_errorf(&e, r->timed_out ? BT_ETIMEOUT : BT_EIO, "%s", m.buf);
