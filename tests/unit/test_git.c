@@ -37,58 +37,17 @@ extern char **environ;
 
 /* ---- shell helpers for the fixtures ---- */
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    if (st != 0)
-        fail_msg("command failed (%d): %s", st, cmd);
-}
-
-static char *sh_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *sh_out(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    bt_strbuf sb = BT_STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        bt_strbuf_add(&sb, buf, n);
-    pclose(p);
-    bt_strbuf_trim(&sb);
-    return bt_strbuf_detach(&sb, NULL);
-}
-
 /* A bare repository dir/remote.git whose main has one commit, and a clone of it in
  * dir/work. */
 static void make_repos(const char *dir)
 {
-    sh("git init -q --bare -b main %s/remote.git", dir);
-    sh("git clone -q %s/remote.git %s/seed 2>/dev/null", dir, dir);
-    sh("cd %s/seed && echo hello > README && git add README && "
-       "git -c user.name=t -c user.email=t@t commit -qm init && git push -q origin HEAD:main",
-       dir);
-    sh("git clone -q %s/remote.git %s/work", dir, dir);
-}
-
-static const char *env_get(const bt_strvec *env, const char *key)
-{
-    size_t n = strlen(key);
-    for (size_t i = 0; i < env->len; i++)
-        if (strncmp(env->items[i], key, n) == 0 && env->items[i][n] == '=')
-            return env->items[i] + n + 1;
-    return NULL;
+    bt_test_sh("git init -q --bare -b main %s/remote.git", dir);
+    bt_test_sh("git clone -q %s/remote.git %s/seed 2>/dev/null", dir, dir);
+    bt_test_sh(
+        "cd %s/seed && echo hello > README && git add README && "
+        "git -c user.name=t -c user.email=t@t commit -qm init && git push -q origin HEAD:main",
+        dir);
+    bt_test_sh("git clone -q %s/remote.git %s/work", dir, dir);
 }
 
 static size_t env_count(const bt_strvec *env, const char *key)
@@ -107,12 +66,13 @@ static void test_auth_env(void **state)
     bt_strvec env = BT_STRVEC_INIT;
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_git_auth_env("https://github.com/", NULL, "TOKEN", &env, &err), 0);
-    assert_string_equal(env_get(&env, "GIT_CONFIG_COUNT"), "1");
-    assert_string_equal(env_get(&env, "GIT_CONFIG_KEY_0"), "http.https://github.com/.extraHeader");
-    assert_string_equal(env_get(&env, "GIT_CONFIG_VALUE_0"),
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"), "1");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_KEY_0"),
+                        "http.https://github.com/.extraHeader");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_VALUE_0"),
                         "Authorization: Basic eC1hY2Nlc3MtdG9rZW46VE9LRU4=");
-    assert_string_equal(env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
-    assert_string_equal(env_get(&env, "GIT_ASKPASS"), "/bin/false");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_ASKPASS"), "/bin/false");
     bt_strvec_clear(&env);
 
     /* Existing entries keep their numbers; ours follow; one GIT_CONFIG_COUNT. */
@@ -122,21 +82,23 @@ static void test_auth_env(void **state)
     bt_strvec_push(&env, "GIT_CONFIG_KEY_1=c.d");
     bt_strvec_push(&env, "GIT_CONFIG_VALUE_1=2");
     assert_int_equal(bt_git_auth_env("https://h.example/", "bot", TOKEN, &env, &err), 0);
-    assert_string_equal(env_get(&env, "GIT_CONFIG_COUNT"), "3");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"), "3");
     assert_int_equal(env_count(&env, "GIT_CONFIG_COUNT"), 1);
-    assert_string_equal(env_get(&env, "GIT_CONFIG_KEY_0"), "a.b");
-    assert_string_equal(env_get(&env, "GIT_CONFIG_KEY_2"), "http.https://h.example/.extraHeader");
-    assert_string_equal(env_get(&env, "GIT_CONFIG_VALUE_2"), "Authorization: Basic " TOKEN_B64);
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_KEY_0"), "a.b");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_KEY_2"),
+                        "http.https://h.example/.extraHeader");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_VALUE_2"),
+                        "Authorization: Basic " TOKEN_B64);
     /* Calling twice does not duplicate the prompt settings. */
     assert_int_equal(bt_git_auth_env("https://other.example/", NULL, NULL, &env, &err), 0);
     assert_int_equal(env_count(&env, "GIT_TERMINAL_PROMPT"), 1);
-    assert_string_equal(env_get(&env, "GIT_CONFIG_COUNT"), "3");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"), "3");
     bt_strvec_clear(&env);
 
     /* No token: only the no-prompt settings. */
     assert_int_equal(bt_git_auth_env("http://127.0.0.1:1/", NULL, "", &env, &err), 0);
-    assert_null(env_get(&env, "GIT_CONFIG_COUNT"));
-    assert_string_equal(env_get(&env, "GIT_ASKPASS"), "/bin/false");
+    assert_null(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"));
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_ASKPASS"), "/bin/false");
     bt_strvec_clear(&env);
 
     assert_int_equal(bt_git_auth_env("ssh://git@github.com/", NULL, "T", &env, &err), BT_EINVAL);
@@ -260,8 +222,9 @@ static void test_push_nothing_to_commit(void **state)
     assert_null(res.commit);
     assert_int_equal(res.pushed, 1);
     assert_int_equal(res.ahead, 0);
-    char *main_sha = sh_out("git -C %s/remote.git rev-parse refs/heads/main", dir);
-    char *br_sha = sh_out("git -C %s/remote.git rev-parse refs/heads/ai-feature/issue-3", dir);
+    char *main_sha = bt_test_sh_out("git -C %s/remote.git rev-parse refs/heads/main", dir);
+    char *br_sha =
+        bt_test_sh_out("git -C %s/remote.git rev-parse refs/heads/ai-feature/issue-3", dir);
     assert_string_equal(res.head, main_sha);
     assert_string_equal(br_sha, main_sha);
     free(main_sha);
@@ -275,7 +238,7 @@ static void test_push_new_commit(void **state)
     (void)state;
     char *dir = bt_test_tmpdir("git");
     make_repos(dir);
-    sh("cd %s/work && echo change >> README && echo new > 'file with spaces.txt'", dir);
+    bt_test_sh("cd %s/work && echo change >> README && echo new > 'file with spaces.txt'", dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/work", dir);
     bt_git_push_opts o = {.path = path,
@@ -290,17 +253,17 @@ static void test_push_new_commit(void **state)
     assert_int_equal(strlen(res.commit), 40);
     assert_string_equal(res.commit, res.head);
     assert_int_equal(res.ahead, 1);
-    char *sha = sh_out("git -C %s/remote.git rev-parse refs/heads/ai-feature/issue-7", dir);
+    char *sha = bt_test_sh_out("git -C %s/remote.git rev-parse refs/heads/ai-feature/issue-7", dir);
     assert_string_equal(sha, res.commit);
     free(sha);
-    char *subj = sh_out("git -C %s/remote.git log -1 --format='%%s|%%an|%%ae|%%b' "
-                        "refs/heads/ai-feature/issue-7",
-                        dir);
+    char *subj = bt_test_sh_out("git -C %s/remote.git log -1 --format='%%s|%%an|%%ae|%%b' "
+                                "refs/heads/ai-feature/issue-7",
+                                dir);
     assert_string_equal(subj, "Fix the \"thing\" (#7)|Baton Bot|bot@example.com|Body with "
                               "'quotes' and $HOME");
     free(subj);
-    char *files =
-        sh_out("git -C %s/remote.git ls-tree --name-only refs/heads/ai-feature/issue-7", dir);
+    char *files = bt_test_sh_out(
+        "git -C %s/remote.git ls-tree --name-only refs/heads/ai-feature/issue-7", dir);
     assert_non_null(strstr(files, "file with spaces.txt"));
     free(files);
     push_res_free(&res);
@@ -322,8 +285,8 @@ static void test_push_missing_remote(void **state)
     make_repos(dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/work", dir);
-    sh("git -C %s remote add gone %s/no-such-repo.git", path, dir);
-    sh("cd %s && echo x > f", path);
+    bt_test_sh("git -C %s remote add gone %s/no-such-repo.git", path, dir);
+    bt_test_sh("cd %s && echo x > f", path);
     bt_git_push_opts o = {.path = path, .message = "m", .branch = "b", .remote = "gone"};
     push_res res = {0};
     push_sync(&o, &res);
@@ -460,7 +423,7 @@ static void test_auth_env_with_real_git(void **state)
     (void)state;
     char *dir = bt_test_tmpdir("git");
     make_repos(dir);
-    sh("git -C %s/remote.git update-server-info", dir);
+    bt_test_sh("git -C %s/remote.git update-server-info", dir);
     server s;
     server_start(&s, dir, "Basic " TOKEN_B64);
     char prefix[128], url[160];
@@ -497,8 +460,8 @@ static void test_auth_env_with_real_git(void **state)
 
     /* A push that fails while git prints its HTTP traffic, credentials included: the
      * message carries neither the token nor its base64. */
-    sh("git -C %s/work remote set-url origin %s", dir, url);
-    sh("cd %s/work && echo x > f", dir);
+    bt_test_sh("git -C %s/work remote set-url origin %s", dir, url);
+    bt_test_sh("cd %s/work && echo x > f", dir);
     bt_strvec_push(&env, "GIT_CURL_VERBOSE=1");
     bt_strvec_push(&env, "GIT_TRACE_REDACT=0");
     char path[4096];
@@ -539,7 +502,7 @@ static void test_push_closed_port_hides_token(void **state)
     make_repos(dir);
     char prefix[128], path[4096];
     snprintf(prefix, sizeof prefix, "http://127.0.0.1:%d/", closed_port());
-    sh("git -C %s/work remote set-url origin '%so/r.git'", dir, prefix);
+    bt_test_sh("git -C %s/work remote set-url origin '%so/r.git'", dir, prefix);
     snprintf(path, sizeof path, "%s/work", dir);
     bt_strvec env = BT_STRVEC_INIT;
     assert_int_equal(bt_git_auth_env(prefix, "bot", TOKEN, &env, NULL), 0);

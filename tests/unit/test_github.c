@@ -424,15 +424,6 @@ static void test_repo_url(void **state)
     }
 }
 
-static const char *env_get(const bt_strvec *env, const char *key)
-{
-    size_t n = strlen(key);
-    for (size_t i = 0; i < env->len; i++)
-        if (strncmp(env->items[i], key, n) == 0 && env->items[i][n] == '=')
-            return env->items[i] + n + 1;
-    return NULL;
-}
-
 static void test_git_env_scope(void **state)
 {
     (void)state;
@@ -444,24 +435,25 @@ static void test_git_env_scope(void **state)
     bt_strvec env = BT_STRVEC_INIT;
     /* the tracker's own host: an extraHeader scoped to https://github.com/ */
     assert_int_equal(t->ops->git_env(t, "https://github.com/acme/app.git", &env, &err), 0);
-    assert_string_equal(env_get(&env, "GIT_CONFIG_KEY_0"), "http.https://github.com/.extraHeader");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_KEY_0"),
+                        "http.https://github.com/.extraHeader");
     /* base64("x-access-token:" TOKEN) */
-    assert_string_equal(env_get(&env, "GIT_CONFIG_VALUE_0"),
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_CONFIG_VALUE_0"),
                         "Authorization: Basic "
                         "eC1hY2Nlc3MtdG9rZW46Z2hwX0ZBS0V0b2tlbjEyMzQ1Njc4OTBhYmNkZWY=");
-    assert_string_equal(env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
     bt_strvec_clear(&env);
     /* a project's repository on another host gets no token */
     assert_int_equal(t->ops->git_env(t, "https://gitlab.example.com/acme/app.git", &env, &err), 0);
-    assert_null(env_get(&env, "GIT_CONFIG_COUNT"));
+    assert_null(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"));
     for (size_t i = 0; i < env.len; i++)
         assert_null(strstr(env.items[i], "Basic"));
-    assert_string_equal(env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
+    assert_string_equal(bt_strvec_env_get(&env, "GIT_TERMINAL_PROMPT"), "0");
     bt_strvec_clear(&env);
     /* a look-alike host is another host */
     assert_int_equal(t->ops->git_env(t, "https://github.com.evil.example/acme/app.git", &env, &err),
                      0);
-    assert_null(env_get(&env, "GIT_CONFIG_COUNT"));
+    assert_null(bt_strvec_env_get(&env, "GIT_CONFIG_COUNT"));
     bt_strvec_clear(&env);
     pure_close(&p);
 }

@@ -127,12 +127,6 @@ static void wait_flag(fx *f, const int *flag, int64_t ms, const char *what)
         fail_msg("timed out after %lld ms waiting for %s", (long long)ms, what);
 }
 
-static void sh(const char *cmd)
-{
-    if (system(cmd) != 0)
-        fail_msg("command failed: %s", cmd);
-}
-
 static bt_tracker *get_tracker(void *ud, const char *source)
 {
     fx *f = ud;
@@ -153,7 +147,7 @@ static int setup(void **state)
                    "2>/dev/null && cd seed && echo hello > README.md && git add . && git -c "
                    "user.name=t -c user.email=t@t commit -qm init && git push -q origin main",
                    f->dir);
-    sh(b.buf);
+    bt_test_sh("%s", b.buf);
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "sqlite:%s/store.db", f->dir);
     bt_error err = BT_ERROR_INIT;
@@ -341,18 +335,6 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static char *run_out(const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char buf[512] = "";
-    if (!fgets(buf, sizeof buf, p))
-        buf[0] = '\0';
-    pclose(p);
-    buf[strcspn(buf, "\n")] = '\0';
-    return bt_xstrdup(buf);
-}
-
 /* ---- tests ---- */
 
 /* The whole path of an issue: workspace cloned on its branch, hooks, the tracker told
@@ -377,14 +359,14 @@ static void test_issue_to_pull_request(void **state)
     assert_int_equal(access(b.buf, F_OK), 0); /* after_create ran in the clone */
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "git -C %s rev-parse --abbrev-ref HEAD", p.workspace);
-    char *head = run_out(b.buf);
+    char *head = bt_test_sh_out("%s", b.buf);
     assert_string_equal(head, "ai-feature/issue-7");
     free(head);
 
     /* the agents' work */
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "echo 'print(\"hello\")' > %s/hello.py", p.workspace);
-    sh(b.buf);
+    bt_test_sh("%s", b.buf);
     json_t *rj = json_pack("{sb ss}", "success", 1, "final_output", "Added hello.py");
     bt_engine_result er = {.run_id = "RUN1",
                            .task_id = t->id,
@@ -407,12 +389,12 @@ static void test_issue_to_pull_request(void **state)
     /* the bare remote has the commit, with the file */
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "git -C %s rev-parse refs/heads/ai-feature/issue-7", f->bare);
-    char *remote = run_out(b.buf);
+    char *remote = bt_test_sh_out("%s", b.buf);
     assert_string_equal(remote, commit);
     free(remote);
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "git -C %s show ai-feature/issue-7:hello.py", f->bare);
-    char *content = run_out(b.buf);
+    char *content = bt_test_sh_out("%s", b.buf);
     assert_string_equal(content, "print(\"hello\")");
     free(content);
 
@@ -445,7 +427,7 @@ static void test_retry_reuses_and_failure_is_told(void **state)
     assert_int_equal(p.rc, 0);
     bt_strbuf b = BT_STRBUF_INIT;
     bt_strbuf_addf(&b, "echo wip > %s/wip.txt && rm %s/.created", p.workspace, p.workspace);
-    sh(b.buf);
+    bt_test_sh("%s", b.buf);
     bt_pipeline_settled(f->p, t, "retry", 0, NULL, "agent crashed");
     pump(f, 200);
     assert_int_equal(f->tr.finished, 0); /* not final: nothing written back */
@@ -522,7 +504,7 @@ static void test_reconciliation(void **state)
     bt_task *closed = new_task(f, "21", NULL, 1);
     bt_strbuf b = BT_STRBUF_INIT;
     bt_strbuf_addf(&b, "mkdir -p %s/ws/acme_app_21 && touch %s/ws/acme_app_21/x", f->dir, f->dir);
-    sh(b.buf);
+    bt_test_sh("%s", b.buf);
     f->tr.state = BT_TRACKER_TERMINAL;
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_pipeline_start(f->p, &err), 0);
@@ -546,7 +528,7 @@ static void test_reconciliation(void **state)
     bt_task *unl = new_task(f, "22", NULL, 1);
     bt_strbuf_reset(&b);
     bt_strbuf_addf(&b, "mkdir -p %s/ws/acme_app_22", f->dir);
-    sh(b.buf);
+    bt_test_sh("%s", b.buf);
     f->tr.state = BT_TRACKER_INACTIVE;
     bt_pipeline_reconcile_now(f->p);
     for (int i = 0; i < 100; i++) {

@@ -57,12 +57,43 @@ static void test_strvec_split(void **state)
     bt_strvec_clear(&sv);
 }
 
+/* An environment lookup matches whole keys only. */
+static void test_strvec_env_get(void **state)
+{
+    (void)state;
+    bt_strvec env = BT_STRVEC_INIT;
+    bt_strvec_push(&env, "PATHX=/nope");
+    bt_strvec_push(&env, "PATH=/usr/bin");
+    bt_strvec_push(&env, "EMPTY=");
+    assert_string_equal(bt_strvec_env_get(&env, "PATH"), "/usr/bin");
+    assert_string_equal(bt_strvec_env_get(&env, "EMPTY"), "");
+    assert_null(bt_strvec_env_get(&env, "PAT"));
+    bt_strvec_clear(&env);
+}
+
+/* The tail of a process's output for an error message: short text as it is, long text
+ * cut at a line start near the window, trailing blanks dropped. */
+static void test_add_tail(void **state)
+{
+    (void)state;
+    bt_strbuf sb = BT_STRBUF_INIT;
+    bt_strbuf_add_tail(&sb, "fatal: no such remote\n\n", 100);
+    assert_string_equal(sb.buf, "fatal: no such remote");
+    bt_strbuf_reset(&sb);
+    bt_strbuf_add_tail(&sb, "xx\nline three\n", 12);
+    assert_string_equal(sb.buf, "...line three");
+    bt_strbuf_reset(&sb);
+    bt_strbuf_add_tail(&sb, "abcdefghijklmnopqrstuvwxyz", 10);
+    assert_string_equal(sb.buf, "...qrstuvwxyz");
+    bt_strbuf_release(&sb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_and_format),
-        cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_strvec_split),
+        cmocka_unit_test(test_add_and_format), cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_strvec_split),   cmocka_unit_test(test_strvec_env_get),
+        cmocka_unit_test(test_add_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

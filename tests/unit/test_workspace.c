@@ -38,39 +38,6 @@
 
 /* ---- helpers ---- */
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    if (st != 0)
-        fail_msg("command failed (%d): %s", st, cmd);
-}
-
-static char *sh_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *sh_out(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    bt_strbuf sb = BT_STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        bt_strbuf_add(&sb, buf, n);
-    pclose(p);
-    bt_strbuf_trim(&sb);
-    return bt_strbuf_detach(&sb, NULL);
-}
-
 static char *slurp(const char *path)
 {
     char *data = NULL;
@@ -122,13 +89,14 @@ static void fx_init(fx *f, bt_ws_strategy strategy)
     snprintf(f->root, sizeof f->root, "%s/root", f->dir);
     snprintf(f->remote, sizeof f->remote, "%s/remote.git", f->dir);
     snprintf(f->hooks_log, sizeof f->hooks_log, "%s/hooks.log", f->dir);
-    sh("git init -q --bare -b main %s", f->remote);
-    sh("git clone -q %s %s/seed 2>/dev/null", f->remote, f->dir);
-    sh("cd %s/seed && echo hello > README && git add README && "
-       "git -c user.name=t -c user.email=t@t commit -qm init && git push -q origin HEAD:main && "
-       "git checkout -qb develop && echo dev > DEV && git add DEV && "
-       "git -c user.name=t -c user.email=t@t commit -qm dev && git push -q origin develop",
-       f->dir);
+    bt_test_sh("git init -q --bare -b main %s", f->remote);
+    bt_test_sh("git clone -q %s %s/seed 2>/dev/null", f->remote, f->dir);
+    bt_test_sh(
+        "cd %s/seed && echo hello > README && git add README && "
+        "git -c user.name=t -c user.email=t@t commit -qm init && git push -q origin HEAD:main && "
+        "git checkout -qb develop && echo dev > DEV && git add DEV && "
+        "git -c user.name=t -c user.email=t@t commit -qm dev && git push -q origin develop",
+        f->dir);
     f->cfg.root = f->root;
     f->cfg.strategy = strategy;
     f->cfg.hook_timeout_ms = 20000;
@@ -325,7 +293,7 @@ static void test_keys(void **state)
     res_free(&r);
 
     /* Listing: workspaces only, never the mirror cache or other dot entries. */
-    sh("mkdir -p %s/.mirrors/x.git %s/zz && touch %s/file", f.root, f.root, f.root);
+    bt_test_sh("mkdir -p %s/.mirrors/x.git %s/zz && touch %s/file", f.root, f.root, f.root);
     char **keys = bt_workspaces_list(f.w);
     assert_non_null(keys);
     assert_string_equal(keys[0], "_.._.._etc");
@@ -341,10 +309,10 @@ static void test_symlink_and_file_refused(void **state)
     (void)state;
     fx f;
     fx_init(&f, BT_WS_CLONE);
-    sh("mkdir -p %s/outside && echo keep > %s/outside/precious", f.dir, f.dir);
-    sh("ln -s %s/outside %s/evil", f.dir, f.root);
-    sh("ln -s %s/inner-target %s/inner && mkdir %s/inner-target", f.root, f.root, f.root);
-    sh("echo x > %s/afile", f.root);
+    bt_test_sh("mkdir -p %s/outside && echo keep > %s/outside/precious", f.dir, f.dir);
+    bt_test_sh("ln -s %s/outside %s/evil", f.dir, f.root);
+    bt_test_sh("ln -s %s/inner-target %s/inner && mkdir %s/inner-target", f.root, f.root, f.root);
+    bt_test_sh("echo x > %s/afile", f.root);
     bt_strbuf p = BT_STRBUF_INIT;
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_workspaces_path(f.w, "evil", &p, &err), BT_EPERM);
@@ -399,7 +367,7 @@ static void test_clone_create_and_reuse(void **state)
     assert_string_equal(r.branch, "ai-feature/issue-7");
     assert_string_equal(r.base, "main");
     assert_int_equal(r.created, 1);
-    char *head = sh_out("git -C %s rev-parse --abbrev-ref HEAD", want);
+    char *head = bt_test_sh_out("git -C %s rev-parse --abbrev-ref HEAD", want);
     assert_string_equal(head, "ai-feature/issue-7");
     free(head);
     assert_true(exists(want) && r.path[0] == '/');
@@ -415,7 +383,7 @@ static void test_clone_create_and_reuse(void **state)
     assert_non_null(strstr(log_text(&f), "\"hook\":\"after_create\""));
 
     /* Work left in the workspace; the agent moved HEAD elsewhere. */
-    sh("echo wip > %s/keep.txt && git -C %s checkout -qb agent-branch", want, want);
+    bt_test_sh("echo wip > %s/keep.txt && git -C %s checkout -qb agent-branch", want, want);
     res_free(&r);
     prepare(&f, &s, &r);
     assert_int_equal(r.rc, 0);
@@ -637,11 +605,11 @@ static void test_remove(void **state)
     res r = {0};
     prepare(&f, &s, &r);
     assert_int_equal(r.rc, 0);
-    sh("mkdir -p %s/outside && echo keep > %s/outside/precious", f.dir, f.dir);
-    sh("ln -s %s/outside %s/link && ln -s %s/outside/precious %s/filelink", f.dir, r.path, f.dir,
-       r.path);
-    sh("mkdir -p %s/ro/sub && touch %s/ro/sub/f && chmod 0555 %s/ro/sub %s/ro", r.path, r.path,
-       r.path, r.path);
+    bt_test_sh("mkdir -p %s/outside && echo keep > %s/outside/precious", f.dir, f.dir);
+    bt_test_sh("ln -s %s/outside %s/link && ln -s %s/outside/precious %s/filelink", f.dir, r.path,
+               f.dir, r.path);
+    bt_test_sh("mkdir -p %s/ro/sub && touch %s/ro/sub/f && chmod 0555 %s/ro/sub %s/ro", r.path,
+               r.path, r.path, r.path);
     res rm = {0};
     remove_ws(&f, "acme/app#9", &rm);
     assert_int_equal(rm.rc, 0); /* before_remove's failure is only logged */
@@ -760,8 +728,8 @@ static void test_worktree_shared_mirror(void **state)
     assert_int_equal(ra.created, 1);
     assert_int_equal(rb.created, 1);
     assert_string_equal(ra.base, "main");
-    char *ha = sh_out("git -C %s rev-parse --abbrev-ref HEAD", ra.path);
-    char *hb = sh_out("git -C %s rev-parse --abbrev-ref HEAD", rb.path);
+    char *ha = bt_test_sh_out("git -C %s rev-parse --abbrev-ref HEAD", ra.path);
+    char *hb = bt_test_sh_out("git -C %s rev-parse --abbrev-ref HEAD", rb.path);
     assert_string_equal(ha, "ai-feature/issue-1");
     assert_string_equal(hb, "ai-feature/issue-2");
     free(ha);
@@ -769,11 +737,11 @@ static void test_worktree_shared_mirror(void **state)
     assert_int_equal(count_lines(f.hooks_log, "after_create"), 2);
 
     /* One mirror, shared. */
-    char *mirrors = sh_out("ls %s/.mirrors", f.root);
+    char *mirrors = bt_test_sh_out("ls %s/.mirrors", f.root);
     assert_null(strchr(mirrors, '\n'));
     assert_true(strlen(mirrors) > 4 && strcmp(mirrors + strlen(mirrors) - 4, ".git") == 0);
-    char *ca = sh_out("git -C %s rev-parse --git-common-dir", ra.path);
-    char *cb = sh_out("git -C %s rev-parse --git-common-dir", rb.path);
+    char *ca = bt_test_sh_out("git -C %s rev-parse --git-common-dir", ra.path);
+    char *cb = bt_test_sh_out("git -C %s rev-parse --git-common-dir", rb.path);
     assert_string_equal(ca, cb);
     assert_non_null(strstr(ca, "/.mirrors/"));
     char cfgpath[4200];
@@ -789,7 +757,7 @@ static void test_worktree_shared_mirror(void **state)
     bt_workspaces_list_free(keys);
 
     /* A push from a worktree reaches the repository. */
-    sh("echo change > %s/new.txt", ra.path);
+    bt_test_sh("echo change > %s/new.txt", ra.path);
     bt_git_push_opts po = {.path = ra.path, .message = "issue 1", .branch = "ai-feature/issue-1"};
     push_res pr = {0};
     bt_error err = BT_ERROR_INIT;
@@ -797,7 +765,7 @@ static void test_worktree_shared_mirror(void **state)
     run_loop(&f.loop);
     assert_int_equal(pr.calls, 1);
     assert_int_equal(pr.ahead, 1);
-    char *sha = sh_out("git -C %s rev-parse refs/heads/ai-feature/issue-1", f.remote);
+    char *sha = bt_test_sh_out("git -C %s rev-parse refs/heads/ai-feature/issue-1", f.remote);
     assert_string_equal(sha, pr.commit);
     free(sha);
     free(pr.commit);
@@ -816,7 +784,7 @@ static void test_worktree_shared_mirror(void **state)
     remove_ws(&f, "o/r#1", &rm);
     assert_int_equal(rm.rc, 0);
     assert_false(exists(ra.path));
-    char *list = sh_out("git -C %s worktree list --porcelain", ca);
+    char *list = bt_test_sh_out("git -C %s worktree list --porcelain", ca);
     assert_null(strstr(list, ra.path));
     assert_non_null(strstr(list, rb.path));
     free(list);

@@ -59,6 +59,39 @@ char *bt_test_write(const char *dir, const char *name, const char *contents)
     return bt_strbuf_detach(&sb, NULL);
 }
 
+void bt_test_sh(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    if (st != 0)
+        fail_msg("command failed (%d): %s", st, cmd);
+}
+
+char *bt_test_sh_out(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    bt_strbuf sb = BT_STRBUF_INIT;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        bt_strbuf_add(&sb, buf, n);
+    pclose(p);
+    bt_strbuf_trim(&sb);
+    if (!sb.buf)
+        bt_strbuf_addstr(&sb, "");
+    return bt_strbuf_detach(&sb, NULL);
+}
+
 void bt_test_fake_start(bt_test_fake *f, const char *script)
 {
     bt_test_fake_start_args(f, script, NULL);

@@ -21,6 +21,11 @@ void bt_test_rmdir(char *path);
 /* Write contents to dir/name (creating parents); returns a malloc'd full path. */
 char *bt_test_write(const char *dir, const char *name, const char *contents);
 
+/* Run a shell command (printf format) with system(); fails the test unless it exits 0. */
+void bt_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Run it with popen() and return what it printed, trimmed (malloc'd). */
+char *bt_test_sh_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A fake server from tests/fakes (Python) as a child process: started with
  * `--port 0 --exit-on-stdin-eof`, it prints "PORT n" first. */
 typedef struct bt_test_fake {
