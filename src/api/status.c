@@ -18,6 +18,7 @@
  * passed, and applying cannot fail.
  */
 #include "api/api.h"
+#include "trackers/github.h"
 
 #include "base/mem.h"
 #include "base/strbuf.h"
@@ -140,6 +141,11 @@ static void h_status(bt_http_req *req, void *ud)
         (json_int_t)bt_http_server_active_streams(api->http));
     json_object_set_new(out, "offline", off ? off : json_null());
     json_object_set_new(out, "stopping", json_boolean(api->stopping));
+    /* the trackers' polling and rate-limit state (trackers/github.h) */
+    json_t *trk = json_object();
+    if (api->github)
+        json_object_set_new(trk, "github", bt_github_status(api->github));
+    json_object_set_new(out, "trackers", trk);
     json_object_set_new(out, "config_file",
                         api->cfg->path ? json_string(api->cfg->path) : json_null());
     if (!api->store) {

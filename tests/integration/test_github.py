@@ -284,6 +284,13 @@ def test_polling(tmp, bind, marks, parts):
                        if c["body"].startswith("<!-- baton -->")],
                   "a cancelled item gets no comment")
 
+        # the tracker's state in /api/status
+        st, status = srv.request("GET", "/api/status")
+        gs = (status or {}).get("trackers", {}).get("github") or {}
+        check(st == 200 and gs.get("repo") == "acme/app" and gs.get("last_poll_at")
+              and not gs.get("last_error"),
+              "/api/status reports the GitHub tracker's polls (%s)" % gs)
+
         # 6. a workspace key from ../../etc stays inside the root
         st, task = srv.request("POST", "/api/tasks", {"title": "escape attempt",
                                                       "body": "write a file",
