@@ -358,6 +358,8 @@ static void run_claimed(bt_executor *x, const bt_task *task, xtask *proto)
     if (x->o.pipeline && !t->workspace) {
         /* workspace, repository, branch, hooks, tracker labels first */
         t->preparing = 1;
+        t->prepared = 1; /* settled is owed from here on, also when preparation fails (a
+                          * missing project setting is written back to the tracker) */
         bt_pipeline_prepare(x->o.pipeline, t->task, on_prepared, t);
         return;
     }

@@ -104,8 +104,10 @@ agents:
 
 
 def env():
+    # project BACKEND has its repository but none of its four document URLs (seed 000)
     return harness.clean_env({"GITHUB_TOKEN": TOKEN, "BATON_OFFLINE": "off",
-                              "GIT_CONFIG_NOSYSTEM": "1"})
+                              "GIT_CONFIG_NOSYSTEM": "1",
+                              "PROJECT_REPO_BACKEND": "https://example.invalid/api.git"})
 
 
 def wait_for(pred, timeout, step=0.2):
@@ -310,6 +312,20 @@ def test_polling(tmp, bind, marks, parts):
                 p = os.path.join(ws, d)
                 check(os.path.realpath(p).startswith(os.path.realpath(ws) + os.sep),
                       "workspace %s resolves inside the root" % d)
+
+        # 7. project routing: "[backend]" selects project BACKEND, whose missing settings
+        # fail the item at once, named, and the issue is told
+        proj_n = new_issue(gh, "[backend] Add an endpoint", "needs the API repo")
+        check(wait_for(lambda: "ai-failed" in labels(gh, proj_n), 30),
+              "a [backend] issue with incomplete project settings is labelled ai-failed (%s)"
+              % labels(gh, proj_n))
+        pt = task_for_issue(srv, proj_n)
+        check(pt and pt.get("project") == "BACKEND" and pt.get("attempts") == 1,
+              "it routed to project BACKEND and was not retried (%s)"
+              % ((pt and (pt.get("project"), pt.get("attempts"))),))
+        body = "\n".join(c["body"] for c in comments(gh, proj_n))
+        check("TEAM_CONTRIBUTION_RULES_URL_BACKEND" in body and "PRD_URL_BACKEND" in body,
+              "its comment names the missing variables (%r)" % body[:300])
     except BaseException:
         print("--- baton stderr (tail) ---\n" + srv.stderr()[-4000:])
         raise
