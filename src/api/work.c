@@ -34,6 +34,7 @@
 #include "http/server.h"
 #include "obs/log.h"
 #include "store/store.h"
+#include "workspace/workspace.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -103,72 +104,27 @@ static const char *task_repository(const bt_api *api, const bt_task *t)
     return api->cfg ? api->cfg->trackers.github.repo : NULL;
 }
 
-/* A value made safe inside a git branch name: runs of anything but [A-Za-z0-9._-]
- * become one '-', and leading/trailing '-' and '.' go. */
-static void add_ref_safe(bt_strbuf *sb, const char *v)
-{
-    size_t start = sb->len;
-    int dash = 0;
-    for (const char *p = v; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isalnum(c) || c == '.' || c == '_' || c == '-') {
-            if (dash && sb->len > start)
-                bt_strbuf_addch(sb, '-');
-            dash = 0;
-            bt_strbuf_addch(sb, (char)c);
-        } else {
-            dash = 1;
-        }
-    }
-    while (sb->len > start && (sb->buf[sb->len - 1] == '.' || sb->buf[sb->len - 1] == '-'))
-        bt_strbuf_setlen(sb, sb->len - 1);
-}
-
 /* The branch for a task: meta.branch_name when a tracker chose one, else
- * workspace.branch_template ("ai-feature/issue-{{number}}") with {{number}} replaced by
- * the issue number, or by the sanitised identifier when there is none. {{identifier}}
- * and {{id}} are understood too; other text is kept as written. Caller frees. */
+ * workspace.branch_template rendered by bt_workspace_branch (the local pipeline's rule,
+ * so a task's branch has one name wherever it runs); a template git would refuse falls
+ * back to the default one. Caller frees. */
 static char *task_branch(const bt_api *api, const bt_task *t)
 {
     const char *given = bt_json_str(t->meta, "branch_name", NULL);
     if (given && *given)
         return bt_xstrdup(given);
-    const char *tpl = api->cfg && api->cfg->workspace.branch_template
-                          ? api->cfg->workspace.branch_template
-                          : "ai-feature/issue-{{number}}";
     int64_t num = task_issue_number(t);
-    char numbuf[32];
-    snprintf(numbuf, sizeof numbuf, "%lld", (long long)num);
+    char numbuf[32] = "";
+    if (num >= 0)
+        snprintf(numbuf, sizeof numbuf, "%lld", (long long)num);
+    else if (t->external_id)
+        snprintf(numbuf, sizeof numbuf, "%s", t->external_id);
     const char *ident = t->identifier && *t->identifier ? t->identifier : t->id;
-    bt_strbuf sb;
-    bt_strbuf_init(&sb, 64);
-    const char *p = tpl;
-    while (*p) {
-        const char *open = strstr(p, "{{");
-        if (!open) {
-            bt_strbuf_addstr(&sb, p);
-            break;
-        }
-        bt_strbuf_add(&sb, p, (size_t)(open - p));
-        const char *close = strstr(open + 2, "}}");
-        if (!close) {
-            bt_strbuf_addstr(&sb, open);
-            break;
-        }
-        const char *a = open + 2, *b = close;
-        while (a < b && *a == ' ')
-            a++;
-        while (b > a && b[-1] == ' ')
-            b--;
-        size_t n = (size_t)(b - a);
-        if (n == 6 && strncmp(a, "number", 6) == 0)
-            add_ref_safe(&sb, num >= 0 ? numbuf : ident);
-        else if ((n == 10 && strncmp(a, "identifier", 10) == 0) ||
-                 (n == 2 && strncmp(a, "id", 2) == 0))
-            add_ref_safe(&sb, n == 2 ? t->id : ident);
-        else
-            bt_strbuf_add(&sb, open, (size_t)(close + 2 - open));
-        p = close + 2;
+    bt_strbuf sb = BT_STRBUF_INIT;
+    if (bt_workspace_branch(api->cfg ? api->cfg->workspace.branch_template : NULL, numbuf, ident,
+                            t->id, &sb, NULL) < 0) {
+        bt_strbuf_reset(&sb);
+        bt_workspace_branch(NULL, numbuf, ident, t->id, &sb, NULL);
     }
     return bt_strbuf_detach(&sb, NULL);
 }

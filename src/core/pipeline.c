@@ -148,56 +148,23 @@ static void emit(bt_pipeline *p, const char *type, const char *task_id, json_t *
     json_decref(data);
 }
 
-/* workspace.branch_template: {{number}}, {{key}}, {{id}} (spaces inside the braces
- * allowed). BT_EINVAL naming an unknown placeholder. */
-static int render_branch(const char *tmpl, const bt_task *t, bt_strbuf *out, bt_error *err)
+/* The item's branch: meta.branch_name when its tracker chose one, else
+ * workspace.branch_template (bt_workspace_branch) with the issue number (meta.issue_number,
+ * else the tracker's id) - the same name /work/next gives a remote worker. */
+static int task_branch(const char *tmpl, const bt_task *t, bt_strbuf *out, bt_error *err)
 {
-    const char *s = tmpl && *tmpl ? tmpl : "ai-feature/issue-{{number}}";
-    while (*s) {
-        const char *open = strstr(s, "{{");
-        if (!open) {
-            bt_strbuf_addstr(out, s);
-            break;
-        }
-        bt_strbuf_add(out, s, (size_t)(open - s));
-        const char *close = strstr(open, "}}");
-        if (!close)
-            return bt_errorf(err, BT_EINVAL, "workspace.branch_template '%s' has an unclosed '{{'",
-                             tmpl);
-        const char *a = open + 2, *b = close;
-        while (a < b && *a == ' ')
-            a++;
-        while (b > a && b[-1] == ' ')
-            b--;
-        size_t n = (size_t)(b - a);
-        if (n == 6 && strncmp(a, "number", 6) == 0) {
-            bt_strbuf_addstr(out, t->external_id && *t->external_id ? t->external_id : t->id);
-        } else if (n == 3 && strncmp(a, "key", 3) == 0) {
-            bt_workspace_key(ident_of(t), out);
-        } else if (n == 2 && strncmp(a, "id", 2) == 0) {
-            bt_strbuf_addstr(out, t->id);
-        } else {
-            return bt_errorf(err, BT_EINVAL,
-                             "workspace.branch_template: unknown placeholder {{%.*s}} (use "
-                             "{{number}}, {{key}} or {{id}})",
-                             (int)n, a);
-        }
-        s = close + 2;
+    const char *given = json_string_value(json_object_get(t->meta, "branch_name"));
+    if (given && *given) {
+        bt_strbuf_addstr(out, given);
+        return 0;
     }
-    /* git refuses names like "a..b", "x.lock", spaces: keep it to a safe alphabet */
-    for (size_t i = 0; i < out->len; i++) {
-        char c = out->buf[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '/' || c == '-' || c == '_' || c == '.';
-        if (!ok)
-            out->buf[i] = '-';
-    }
-    if (out->len == 0 || out->buf[0] == '/' || out->buf[0] == '.' || strstr(out->buf, "..") ||
-        strstr(out->buf, "//") || out->buf[out->len - 1] == '/' ||
-        bt_str_ends_with(out->buf, ".lock"))
-        return bt_errorf(err, BT_EINVAL, "workspace.branch_template gives '%s', not a valid branch",
-                         out->buf);
-    return 0;
+    char num[32] = "";
+    json_t *n = json_object_get(t->meta, "issue_number");
+    if (json_is_integer(n))
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(n));
+    else if (t->external_id)
+        snprintf(num, sizeof num, "%s", t->external_id);
+    return bt_workspace_branch(tmpl, num, ident_of(t), t->id, out, err);
 }
 
 /* ---- preparation ---- */
@@ -312,7 +279,7 @@ void bt_pipeline_prepare(bt_pipeline *p, const bt_task *task, bt_pipeline_prep_f
         rc = cred->ops->git_env(cred, r->repo, &r->git_env, &err);
     if (rc == 0 && r->repo) {
         bt_strbuf b = BT_STRBUF_INIT;
-        rc = render_branch(cfg->workspace.branch_template, task, &b, &err);
+        rc = task_branch(cfg->workspace.branch_template, task, &b, &err);
         if (rc == 0)
             r->branch = bt_strbuf_detach(&b, NULL);
         bt_strbuf_release(&b);

@@ -36,6 +36,7 @@
 #include "workspace/git.h"
 #include "workspace/proc.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +118,88 @@ void bt_workspace_key(const char *identifier, bt_strbuf *out)
         bt_strbuf_addch(out, '_');
     bt_strbuf_addstr(out, bt_strbuf_cstr(&k));
     bt_strbuf_release(&k);
+}
+
+/* A value inside a ref name: runs of anything but [A-Za-z0-9._-] become one '-', and
+ * leading/trailing '-' and '.' go. */
+static void add_ref_safe(bt_strbuf *sb, const char *v)
+{
+    size_t start = sb->len;
+    int dash = 0;
+    for (const char *p = v ? v : ""; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (isalnum(c) || c == '.' || c == '_' || c == '-') {
+            if (dash && sb->len > start)
+                bt_strbuf_addch(sb, '-');
+            dash = 0;
+            bt_strbuf_addch(sb, (char)c);
+        } else {
+            dash = 1;
+        }
+    }
+    while (sb->len > start && (sb->buf[sb->len - 1] == '.' || sb->buf[sb->len - 1] == '-'))
+        bt_strbuf_setlen(sb, sb->len - 1);
+    while (sb->len > start && (sb->buf[start] == '.' || sb->buf[start] == '-')) {
+        memmove(sb->buf + start, sb->buf + start + 1, sb->len - start - 1);
+        bt_strbuf_setlen(sb, sb->len - 1);
+    }
+}
+
+int bt_workspace_branch(const char *tmpl, const char *number, const char *identifier,
+                        const char *id, bt_strbuf *out, bt_error *err)
+{
+    const char *t = tmpl && *tmpl ? tmpl : "ai-feature/issue-{{number}}";
+    size_t start = out->len;
+    const char *s = t;
+    while (*s) {
+        const char *open = strstr(s, "{{");
+        if (!open) {
+            bt_strbuf_addstr(out, s);
+            break;
+        }
+        bt_strbuf_add(out, s, (size_t)(open - s));
+        const char *close = strstr(open + 2, "}}");
+        if (!close)
+            return bt_errorf(err, BT_EINVAL, "workspace.branch_template '%s' has an unclosed '{{'",
+                             t);
+        const char *a = open + 2, *b = close;
+        while (a < b && *a == ' ')
+            a++;
+        while (b > a && b[-1] == ' ')
+            b--;
+        size_t n = (size_t)(b - a);
+        if (n == 6 && strncmp(a, "number", 6) == 0) {
+            add_ref_safe(out, number && *number ? number : identifier);
+        } else if (n == 10 && strncmp(a, "identifier", 10) == 0) {
+            add_ref_safe(out, identifier);
+        } else if (n == 3 && strncmp(a, "key", 3) == 0) {
+            bt_strbuf k = BT_STRBUF_INIT;
+            bt_workspace_key(identifier, &k);
+            add_ref_safe(out, k.buf);
+            bt_strbuf_release(&k);
+        } else if (n == 2 && strncmp(a, "id", 2) == 0) {
+            add_ref_safe(out, id);
+        } else {
+            return bt_errorf(err, BT_EINVAL,
+                             "workspace.branch_template: unknown placeholder {{%.*s}} (use "
+                             "{{number}}, {{identifier}}, {{key}} or {{id}})",
+                             (int)n, a);
+        }
+        s = close + 2;
+    }
+    const char *b = out->buf ? out->buf + start : "";
+    size_t len = out->len - start;
+    int ok = len > 0 && b[0] != '/' && b[0] != '.' && b[len - 1] != '/' && !strstr(b, "..") &&
+             !strstr(b, "//") && !strstr(b, "/.") &&
+             !(len >= 5 && strcmp(b + len - 5, ".lock") == 0);
+    for (size_t i = 0; ok && i < len; i++)
+        ok = isalnum((unsigned char)b[i]) || strchr("/._-", b[i]) != NULL;
+    if (!ok)
+        return bt_errorf(err, BT_EINVAL,
+                         "workspace.branch_template '%s' gives '%s', which git refuses as a "
+                         "branch name",
+                         t, b);
+    return 0;
 }
 
 /* 1 when real (a resolved path) is strictly below root. */

@@ -79,6 +79,17 @@ const char *bt_workspaces_root(const bt_workspaces *w);
 /* The key of an identifier (see the top of this file). Appends to out. */
 void bt_workspace_key(const char *identifier, bt_strbuf *out);
 
+/* An item's branch from workspace.branch_template (NULL or "" = "ai-feature/issue-{{number}}"),
+ * appended to out. Placeholders ({{ name }}, spaces allowed): {{number}} (number, else the
+ * identifier), {{identifier}}, {{key}} (the workspace key) and {{id}}; each value is made
+ * safe for a ref name (runs of characters outside [A-Za-z0-9._-] become one '-'). number
+ * and identifier may be NULL. BT_EINVAL naming the problem for an unknown placeholder, an
+ * unclosed "{{", or a result git would refuse (empty, "..", "//", a leading '/' or '.', a
+ * trailing '/' or ".lock", characters outside [A-Za-z0-9/._-]). The local pipeline and
+ * seed 002's /work/next both use it, so a task's branch has one name. */
+int bt_workspace_branch(const char *tmpl, const char *number, const char *identifier,
+                        const char *id, bt_strbuf *out, bt_error *err);
+
 /* root/<key>, verified to stay inside the root after resolving symlinks (an existing
  * path that is a symlink leading outside is refused with BT_EPERM, naming it).
  * Appends to out. */

@@ -243,6 +243,39 @@ static char *expected_path(fx *f, const char *key)
 
 /* ---- keys and paths ---- */
 
+/* One branch rule for the local pipeline and /work/next: placeholders, ref-safe values,
+ * and templates git would refuse reported with the reason. */
+static void test_branch_names(void **state)
+{
+    (void)state;
+    bt_strbuf b = BT_STRBUF_INIT;
+    bt_error err = BT_ERROR_INIT;
+    assert_int_equal(bt_workspace_branch(NULL, "42", "acme/app#42", "01J", &b, &err), 0);
+    assert_string_equal(b.buf, "ai-feature/issue-42");
+    bt_strbuf_reset(&b);
+    /* no number: the identifier, made ref-safe */
+    assert_int_equal(bt_workspace_branch("", NULL, "acme/app#42", "01J", &b, &err), 0);
+    assert_string_equal(b.buf, "ai-feature/issue-acme-app-42");
+    bt_strbuf_reset(&b);
+    assert_int_equal(
+        bt_workspace_branch("bot/{{ key }}/{{id}}", "7", "FEAT 12: x", "01J", &b, &err), 0);
+    assert_string_equal(b.buf, "bot/FEAT_12__x/01J");
+    bt_strbuf_reset(&b);
+    assert_int_equal(bt_workspace_branch("x/{{title}}", "7", "i", "id", &b, &err), BT_EINVAL);
+    assert_non_null(strstr(err.msg, "{{title}}"));
+    bt_strbuf_reset(&b);
+    assert_int_equal(bt_workspace_branch("x/{{number", "7", "i", "id", &b, &err), BT_EINVAL);
+    assert_non_null(strstr(err.msg, "unclosed"));
+    const char *bad[] = {"a..b/{{number}}",       "/abs-{{number}}", "x/{{number}}.lock",
+                         "with space-{{number}}", "x//{{number}}",   "x/{{number}}/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bt_strbuf_reset(&b);
+        assert_int_equal(bt_workspace_branch(bad[i], "7", "i", "id", &b, &err), BT_EINVAL);
+        assert_non_null(strstr(err.msg, "git refuses"));
+    }
+    bt_strbuf_release(&b);
+}
+
 static void test_keys(void **state)
 {
     (void)state;
@@ -859,6 +892,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_branch_names),
         cmocka_unit_test(test_symlink_and_file_refused),
         cmocka_unit_test(test_clone_create_and_reuse),
         cmocka_unit_test(test_missing_base),
