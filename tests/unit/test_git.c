@@ -176,24 +176,6 @@ static void push_res_free(push_res *p)
     free(p->output);
 }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("the operation did not finish in time");
-}
-
-/* Run the loop until it has nothing left (a watchdog fails a hang), then close it. */
-static void run_loop(uv_loop_t *loop)
-{
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    uv_timer_start(&wd, on_watchdog, WATCHDOG_MS, 0);
-    uv_unref((uv_handle_t *)&wd);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-}
-
 static void push_sync(const bt_git_push_opts *o, push_res *res)
 {
     uv_loop_t loop;
@@ -203,7 +185,7 @@ static void push_sync(const bt_git_push_opts *o, push_res *res)
     if (rc != 0)
         fail_msg("commit_push did not start: %s", err.msg);
     assert_int_equal(res->calls, 0); /* never inside the call */
-    run_loop(&loop);
+    bt_test_run_loop(&loop, WATCHDOG_MS);
     assert_int_equal(res->calls, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -412,7 +394,7 @@ static void run_with_env(const char *const *argv, const bt_strvec *extra, run_re
     bt_error err = BT_ERROR_INIT;
     if (bt_proc_start(&loop, &po, NULL, &err) != 0)
         fail_msg("%s", err.msg);
-    run_loop(&loop);
+    bt_test_run_loop(&loop, WATCHDOG_MS);
     assert_int_equal(uv_loop_close(&loop), 0);
     assert_true(rr->done);
     bt_strvec_clear(&env);

@@ -138,23 +138,6 @@ static void fx_free(fx *f)
     bt_test_rmdir(f->dir);
 }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("the operation did not finish in time");
-}
-
-static void run_loop(uv_loop_t *loop)
-{
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    uv_timer_start(&wd, on_watchdog, WATCHDOG_MS, 0);
-    uv_unref((uv_handle_t *)&wd);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-}
-
 typedef struct res {
     int calls;
     int in_call;
@@ -219,7 +202,7 @@ static void start_prepare(fx *f, const bt_workspace_spec *s, res *r)
 static void prepare(fx *f, const bt_workspace_spec *s, res *r)
 {
     start_prepare(f, s, r);
-    run_loop(&f->loop);
+    bt_test_run_loop(&f->loop, WATCHDOG_MS);
     assert_int_equal(r->calls, 1);
     assert_int_equal(r->called_in_call, 0);
 }
@@ -229,7 +212,7 @@ static void remove_ws(fx *f, const char *identifier, res *r)
     r->in_call = 1;
     bt_workspaces_remove(f->w, identifier, NULL, on_cb, r);
     r->in_call = 0;
-    run_loop(&f->loop);
+    bt_test_run_loop(&f->loop, WATCHDOG_MS);
     assert_int_equal(r->calls, 1);
     assert_int_equal(r->called_in_call, 0);
 }
@@ -362,7 +345,7 @@ static void test_symlink_and_file_refused(void **state)
     res r = {0};
     bt_workspace_spec s = {.identifier = "evil", .repo = f.remote, .branch = "b"};
     assert_int_equal(bt_workspaces_prepare(f.w, &s, on_ready, &r, &err), BT_EPERM);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(r.calls, 0);
 
     /* Removing it unlinks the link; the target and its file survive. */
@@ -599,7 +582,7 @@ static void test_after_run_only_logged(void **state)
     a0.in_call = 1;
     bt_workspaces_after_run(f.w, r.path, NULL, on_cb, &a0);
     a0.in_call = 0;
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(a0.calls, 1);
     assert_int_equal(a0.called_in_call, 0);
 
@@ -607,7 +590,7 @@ static void test_after_run_only_logged(void **state)
     const char *env[] = {"TASK_ID=t5", NULL};
     res a = {0};
     bt_workspaces_after_run(f.w, r.path, env, on_cb, &a);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.rc, 0);
     assert_int_equal(count_lines(f.hooks_log, "after_run after_run ar t5"), 1);
@@ -620,7 +603,7 @@ static void test_after_run_only_logged(void **state)
     /* A path outside the root: the hook does not run there. */
     res b = {0};
     bt_workspaces_after_run(f.w, f.dir, env, on_cb, &b);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(b.calls, 1);
     assert_int_equal(b.rc, 0);
     assert_int_equal(count_lines(f.hooks_log, "after_run"), 1);
@@ -753,7 +736,7 @@ static void test_worktree_shared_mirror(void **state)
     start_prepare(&f, &a, &ra);
     start_prepare(&f, &b, &rb);
     assert_int_equal(bt_workspaces_busy(f.w), 2);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(ra.calls, 1);
     assert_int_equal(rb.calls, 1);
     if (ra.rc != 0 || rb.rc != 0)
@@ -795,7 +778,7 @@ static void test_worktree_shared_mirror(void **state)
     push_res pr = {0};
     bt_error err = BT_ERROR_INIT;
     assert_int_equal(bt_git_commit_push(&f.loop, &po, on_pushed, &pr, &err), 0);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(pr.calls, 1);
     assert_int_equal(pr.ahead, 1);
     char *sha = bt_test_sh_out("git -C %s rev-parse refs/heads/ai-feature/issue-1", f.remote);
@@ -860,7 +843,7 @@ static void test_cancel(void **state)
     r0.in_call = 1;
     bt_workspaces_cancel_all(f.w);
     r0.in_call = 0;
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(r0.calls, 1);
     assert_int_equal(r0.called_in_call, 0);
     assert_int_equal(r0.rc, BT_ECANCELED);
@@ -874,7 +857,7 @@ static void test_cancel(void **state)
     uv_timer_init(&f.loop, &t);
     t.data = f.w;
     uv_timer_start(&t, cancel_now, 500, 0);
-    run_loop(&f.loop);
+    bt_test_run_loop(&f.loop, WATCHDOG_MS);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.rc, BT_ECANCELED);
     assert_true(bt_time_mono_ms() - t0 < 10000);

@@ -59,6 +59,23 @@ char *bt_test_write(const char *dir, const char *name, const char *contents)
     return bt_strbuf_detach(&sb, NULL);
 }
 
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    fail_msg("the operation did not finish in time");
+}
+
+void bt_test_run_loop(uv_loop_t *loop, int64_t watchdog_ms)
+{
+    uv_timer_t wd;
+    uv_timer_init(loop, &wd);
+    uv_timer_start(&wd, on_watchdog, (uint64_t)watchdog_ms, 0);
+    uv_unref((uv_handle_t *)&wd);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&wd, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 void bt_test_sh(const char *fmt, ...)
 {
     char cmd[8192];

@@ -21,6 +21,10 @@ void bt_test_rmdir(char *path);
 /* Write contents to dir/name (creating parents); returns a malloc'd full path. */
 char *bt_test_write(const char *dir, const char *name, const char *contents);
 
+/* Run loop until it has nothing left, failing the test when that takes longer than
+ * watchdog_ms (a hang), then close what it used. */
+void bt_test_run_loop(uv_loop_t *loop, int64_t watchdog_ms);
+
 /* Run a shell command (printf format) with system(); fails the test unless it exits 0. */
 void bt_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Run it with popen() and return what it printed, trimmed (malloc'd). */
