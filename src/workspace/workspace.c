@@ -97,6 +97,8 @@ struct ws_op {
     bt_workspace_done_fn done;
     bt_workspace_cb cb;
     void *ud;
+    uv_work_t work; /* removing the directory, off the loop */
+    int rm_rc;
 };
 
 struct bt_workspaces {
@@ -1193,9 +1195,19 @@ void bt_workspaces_after_run(bt_workspaces *w, const char *path, const char *con
 
 /* ---- remove ---- */
 
-static void rm_dir(ws_op *o)
+/* Deleting a large tree (node_modules, build output) takes long enough to stall every
+ * other client of the loop, so it runs on libuv's thread pool; it touches only o->path,
+ * which nothing changes meanwhile. */
+static void rm_work(uv_work_t *req)
 {
-    int r = rm_tree(o->path);
+    ws_op *o = req->data;
+    o->rm_rc = rm_tree(o->path);
+}
+
+static void rm_done(uv_work_t *req, int status)
+{
+    ws_op *o = req->data;
+    int r = status < 0 ? -EIO : o->rm_rc;
     if (r < 0) {
         bt_error e = BT_ERROR_INIT;
         bt_errorf(&e, BT_EIO, "cannot remove workspace %s: %s", o->path, strerror(-r));
@@ -1205,6 +1217,17 @@ static void rm_dir(ws_op *o)
     bt_log_info(o->w->log, "workspace removed", BT_LF_STR("key", o->key),
                 BT_LF_STR("path", o->path));
     finish(o, 0, NULL);
+}
+
+static void rm_dir(ws_op *o)
+{
+    o->work.data = o;
+    int rc = uv_queue_work(o->w->loop, &o->work, rm_work, rm_done);
+    if (rc < 0) {
+        bt_error e = BT_ERROR_INIT;
+        bt_errorf(&e, BT_EIO, "cannot remove workspace %s: %s", o->path, uv_strerror(rc));
+        finish(o, e.code, &e);
+    }
 }
 
 static void wt_rm_pruned(ws_op *o, const bt_proc_result *r)
