@@ -36,7 +36,6 @@
 #include "store/store.h"
 #include "workspace/workspace.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

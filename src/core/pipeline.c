@@ -10,7 +10,6 @@
 
 #include "base/json.h"
 #include "base/mem.h"
-#include "base/str.h"
 #include "base/strbuf.h"
 #include "base/time.h"
 #include "base/vec.h"
