@@ -29,6 +29,7 @@ typedef struct bt_workflows bt_workflows;
 typedef struct bt_resil bt_resil;
 typedef struct bt_github bt_github;
 typedef struct bt_pipeline bt_pipeline;
+typedef struct bt_http_auth bt_http_auth;
 
 #define BT_API_MAX_CLEANUPS 16
 
@@ -40,6 +41,7 @@ struct bt_api {
     bt_store *store;
     bt_metrics *metrics;
     bt_http_server *http;
+    const bt_http_auth *auth;      /* the API's credentials (GET /api/whoami); NULL = open */
     int64_t started_ms;            /* wall clock at start-up */
     int stopping;                  /* set by the app when shutdown begins */
     int github_connected;          /* seed 002 /health: set by the GitHub tracker when it is up */
@@ -103,5 +105,6 @@ int bt_api_agents_register(bt_api *api, bt_error *err);  /* /api/agents, /api/mo
 /* /api/workflows, /api/execute, /api/workflow/..., /api/runs..., /api/approvals... */
 int bt_api_workflows_register(bt_api *api, bt_error *err);
 int bt_api_webhooks_register(bt_api *api, bt_error *err); /* /webhooks/github (signed) */
+int bt_api_ui_register(bt_api *api, bt_error *err); /* the dashboard: /, /ui/..., /api/whoami */
 
 #endif

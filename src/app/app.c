@@ -316,6 +316,7 @@ static int app_routes(bt_app *app, bt_error *err)
     app->api.store = app->store;
     app->api.metrics = app->metrics;
     app->api.http = app->http;
+    app->api.auth = app->auth;
     app->api.started_ms = app->started_ms;
     app->api.workflows = app->workflows;
     return bt_api_register(&app->api, err);

@@ -337,6 +337,46 @@ int bt_http_jwt_sign(const char *secret, const json_t *claims, char **out, bt_er
     return 0;
 }
 
+/* The scopes of an accepted credential: 0, or BT_EPERM with msg (never echoing it). */
+static int credential_scopes(const bt_http_auth *a, const char *authorization, unsigned *out,
+                             bt_error *msg)
+{
+    const char *cred = authorization + 7;
+    cred += strspn(cred, " ");
+    size_t clen = strlen(cred);
+    /* Static tokens: compare against all of them, no early exit. */
+    int found = -1;
+    for (size_t i = 0; i < a->ntoks; i++)
+        if (bt_str_ct_equal(cred, clen, a->toks[i].token, a->toks[i].len))
+            found = (int)i;
+    if (found >= 0) {
+        *out = a->toks[found].scopes;
+        return 0;
+    }
+    if (a->jwt_secret && memchr(cred, '.', clen)) {
+        int64_t now = a->now_s ? a->now_s(a->now_ud) : bt_time_wall_ms() / 1000;
+        bt_error e = BT_ERROR_INIT;
+        if (bt_http_jwt_verify(a->jwt_secret, cred, now, out, NULL, &e) < 0)
+            return bt_errorf(msg, BT_EPERM, "%s", e.msg);
+        return 0;
+    }
+    return bt_errorf(msg, BT_EPERM, "unknown or revoked API token");
+}
+
+int bt_http_auth_scopes(const bt_http_auth *a, const char *authorization, unsigned *scopes)
+{
+    *scopes = 0;
+    if (!bt_http_auth_enabled(a)) {
+        *scopes = BT_HTTP_SCOPE_BIT(BT_HTTP_SCOPE_READ) | BT_HTTP_SCOPE_BIT(BT_HTTP_SCOPE_WRITE) |
+                  BT_HTTP_SCOPE_BIT(BT_HTTP_SCOPE_WORKER) | BT_HTTP_SCOPE_BIT(BT_HTTP_SCOPE_ADMIN);
+        return 0;
+    }
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return BT_EPERM;
+    bt_error e = BT_ERROR_INIT;
+    return credential_scopes(a, authorization, scopes, &e);
+}
+
 bt_http_auth_result bt_http_auth_check(void *ud, const char *authorization, bt_http_scope required,
                                        bt_error *msg)
 {
@@ -348,28 +388,9 @@ bt_http_auth_result bt_http_auth_check(void *ud, const char *authorization, bt_h
                   bt_http_scope_name(required));
         return BT_HTTP_AUTH_UNAUTHENTICATED;
     }
-    const char *cred = authorization + 7;
-    cred += strspn(cred, " ");
-    size_t clen = strlen(cred);
-    /* Static tokens: compare against all of them, no early exit. */
-    int found = -1;
-    for (size_t i = 0; i < a->ntoks; i++)
-        if (bt_str_ct_equal(cred, clen, a->toks[i].token, a->toks[i].len))
-            found = (int)i;
     unsigned scopes = 0;
-    if (found >= 0) {
-        scopes = a->toks[found].scopes;
-    } else if (a->jwt_secret && memchr(cred, '.', clen)) {
-        int64_t now = a->now_s ? a->now_s(a->now_ud) : bt_time_wall_ms() / 1000;
-        bt_error e = BT_ERROR_INIT;
-        if (bt_http_jwt_verify(a->jwt_secret, cred, now, &scopes, NULL, &e) < 0) {
-            bt_errorf(msg, BT_EPERM, "%s", e.msg);
-            return BT_HTTP_AUTH_UNAUTHENTICATED;
-        }
-    } else {
-        bt_errorf(msg, BT_EPERM, "unknown or revoked API token");
+    if (credential_scopes(a, authorization, &scopes, msg) < 0)
         return BT_HTTP_AUTH_UNAUTHENTICATED;
-    }
     if (!bt_http_scopes_satisfy(scopes, required)) {
         bt_errorf(msg, BT_EPERM, "the token lacks the %s scope this route needs",
                   bt_http_scope_name(required));

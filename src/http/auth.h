@@ -56,6 +56,11 @@ bt_http_auth_result bt_http_auth_check(void *ud, const char *authorization, bt_h
  * (0 only when authorization holds no bearer credential or n is too small). */
 int bt_http_auth_identity(void *ud, const char *authorization, char *out, size_t n);
 
+/* The scopes of a credential (the dashboard's "what may I do"): 0 and *scopes filled for
+ * an accepted credential (every scope when no credential is configured: the API is
+ * open), else BT_EPERM. Same checks as bt_http_auth_check. */
+int bt_http_auth_scopes(const bt_http_auth *a, const char *authorization, unsigned *scopes);
+
 /* Does a scope set satisfy a required scope? */
 int bt_http_scopes_satisfy(unsigned have, bt_http_scope required);
 /* Parse "read write" / "read,admin" into bits; unknown names are BT_EINVAL. */
