@@ -6,6 +6,7 @@
 
 #include "http/auth.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,6 +161,41 @@ static void test_jwt_through_check(void **state)
     bt_http_auth_free(a);
 }
 
+/* bt_http_auth_scopes: what the dashboard asks through GET /api/whoami. */
+static void test_credential_scopes(void **state)
+{
+    (void)state;
+    unsigned s = 99;
+    bt_error err = BT_ERROR_INIT;
+    bt_http_auth *open = bt_http_auth_new();
+    assert_int_equal(bt_http_auth_scopes(open, NULL, &s), 0); /* open API: everything */
+    assert_int_equal(s, 15u);
+    bt_http_auth_free(open);
+
+    bt_http_auth *a = bt_http_auth_new();
+    assert_int_equal(bt_http_auth_add_token(a, "viewer", "read-token-1", 1u, &err), 0);
+    assert_int_equal(bt_http_auth_add_token(a, "ci", "write-token-1", 3u, &err), 0);
+    assert_int_equal(bt_http_auth_set_jwt_secret(a, SECRET, &err), 0);
+    assert_int_equal(bt_http_auth_scopes(a, "Bearer read-token-1", &s), 0);
+    assert_int_equal(s, 1u);
+    assert_int_equal(bt_http_auth_scopes(a, "bearer  write-token-1", &s), 0);
+    assert_int_equal(s, 3u);
+    assert_int_equal(bt_http_auth_scopes(a, "Bearer nope-nope-nope", &s), BT_EPERM);
+    assert_int_equal(s, 0u);
+    assert_int_equal(bt_http_auth_scopes(a, NULL, &s), BT_EPERM);
+    assert_int_equal(bt_http_auth_scopes(a, "Basic cmVhZA==", &s), BT_EPERM);
+    json_t *claims = json_pack("{s:s,s:I}", "scope", "read admin", "exp", (json_int_t)4102444800);
+    char *jwt = NULL;
+    assert_int_equal(bt_http_jwt_sign(SECRET, claims, &jwt, &err), 0);
+    char hdr[1024];
+    snprintf(hdr, sizeof hdr, "Bearer %s", jwt);
+    assert_int_equal(bt_http_auth_scopes(a, hdr, &s), 0);
+    assert_int_equal(s, 9u);
+    free(jwt);
+    json_decref(claims);
+    bt_http_auth_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_jwt_roundtrip),
         cmocka_unit_test(test_jwt_alg_and_shape),
         cmocka_unit_test(test_jwt_through_check),
+        cmocka_unit_test(test_credential_scopes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
