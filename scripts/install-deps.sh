@@ -4,9 +4,11 @@
 # (or with sudo available).
 #
 #   scripts/install-deps.sh          build + run dependencies
-#   scripts/install-deps.sh --test   also what the test suite needs (PostgreSQL, git, python3, wrk...)
-#                                    and the genuine Claude Code and Codex CLIs from npm, at pinned
-#                                    versions, for tests/integration/test_real_clis.py
+#   scripts/install-deps.sh --test   also what the test suite needs (PostgreSQL, git, python3, wrk...),
+#                                    Debian's chromium and Node.js with playwright-core (npm ci in
+#                                    tests/browser, the version its package-lock.json pins) for the
+#                                    dashboard's browser tests, and the genuine Claude Code and Codex
+#                                    CLIs from npm, at pinned versions, for tests/integration/test_real_clis.py
 #
 # The CLIs go to $BATON_CLI_DIR (default ${XDG_CACHE_HOME:-~/.cache}/baton/real-clis), outside
 # the repository; about 640 MB. BATON_SKIP_REAL_CLIS=1 skips them (that test then skips too).
@@ -24,6 +26,7 @@ build_pkgs=(
 )
 test_pkgs=(
   libcmocka-dev python3 postgresql postgresql-contrib curl procps clang-format cppcheck
+  chromium
 )
 
 test_mode=0
@@ -45,7 +48,8 @@ done
 # npm installs the CLIs; Debian 12's nodejs 18 runs Codex's JS launcher (it needs node >= 16;
 # Claude Code is a native binary). A node that is already there, e.g. NodeSource's package with
 # its bundled npm, is used as it is.
-if [[ $real_clis -eq 1 ]] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+# The browser tests need node too (playwright-core 1.65 wants node >= 20: checked below).
+if [[ $test_mode -eq 1 ]] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
@@ -56,6 +60,56 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq >/dev/null
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm failed (output in $1) installing $2: say whether the registry was unreachable.
+npm_failed() {
+  local unreachable='ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network'
+  if grep -qE "$unreachable" "$1"; then
+    echo "install-deps: npm cannot reach its registry ($(npm config get registry 2>/dev/null))" \
+      "to install $2. Check the network, or npm's proxy/registry settings" \
+      "(npm config set proxy ...)${3:+, or $3}." >&2
+  else
+    echo "install-deps: npm could not install $2:" >&2
+  fi
+  grep -v '^npm error  *at ' "$1" | tail -n 15 >&2
+  exit 1
+}
+
+# The dashboard's browser tests: playwright-core (no browser download: the tests use
+# /usr/bin/chromium) in tests/browser/node_modules, reinstalled with npm ci when missing or
+# not the version package-lock.json pins.
+if [[ $test_mode -eq 1 ]]; then
+  browser_dir=$(cd "$(dirname "$0")/.." && pwd)/tests/browser
+  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [[ $node_major -lt 20 ]]; then
+    echo "install-deps: the browser tests need Node.js >= 20 (playwright-core); this node is" \
+      "$(node --version 2>/dev/null || echo missing). Install a newer nodejs package" \
+      "(e.g. from NodeSource), or set BATON_SKIP_BROWSER=1 to skip the browser tests." >&2
+    exit 1
+  fi
+  browser_fresh() {
+    (cd "$browser_dir" && node -e '
+      const fs = require("fs");
+      const want = JSON.parse(fs.readFileSync("package-lock.json")).packages;
+      for (const [p, v] of Object.entries(want)) {
+        if (!p) continue;
+        const have = JSON.parse(fs.readFileSync(p + "/package.json")).version;
+        if (have !== v.version) process.exit(1);
+      }' 2>/dev/null)
+  }
+  if ! browser_fresh; then
+    echo "install-deps: npm ci in $browser_dir (playwright-core for the browser tests)" >&2
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    if ! (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund \
+      --loglevel=error --fetch-retries=2 --fetch-retry-mintimeout=1000 \
+      --fetch-retry-maxtimeout=5000) >"$log" 2>&1; then
+      npm_failed "$log" "playwright-core into $browser_dir" \
+        "set BATON_SKIP_BROWSER=1 to skip the browser tests"
+    fi
+    rm -f "$log"
+  fi
 fi
 
 [[ $real_clis -eq 1 ]] || exit 0
@@ -78,16 +132,7 @@ trap 'rm -f "$log"' EXIT
 if ! npm install --prefix "$cli_dir" --save-exact --no-audit --no-fund --loglevel=error \
   --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
   "${pkgs[@]}" >"$log" 2>&1; then
-  unreachable='ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network'
-  if grep -qE "$unreachable" "$log"; then
-    echo "install-deps: npm cannot reach its registry ($(npm config get registry 2>/dev/null))" \
-      "to install ${pkgs[*]}. Check the network, or npm's proxy/registry settings" \
-      "(npm config set proxy ...), or set BATON_SKIP_REAL_CLIS=1 to skip the real-CLI test." >&2
-  else
-    echo "install-deps: npm could not install ${pkgs[*]} into $cli_dir:" >&2
-  fi
-  grep -v '^npm error  *at ' "$log" | tail -n 15 >&2
-  exit 1
+  npm_failed "$log" "${pkgs[*]} into $cli_dir" "set BATON_SKIP_REAL_CLIS=1 to skip the real-CLI test"
 fi
 if ! have_clis; then
   echo "install-deps: after npm install, $bin/claude and $bin/codex do not report" \
