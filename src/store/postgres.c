@@ -516,6 +516,55 @@ static void deliver_calls(bt_pg *pg, pg_op *op)
     free(v);
 }
 
+static bt_usage_runs *usage_runs_from(const json_t *arr, size_t *n)
+{
+    size_t m = json_array_size(arr), k = 0;
+    bt_usage_runs *v = bt_xcalloc(m ? m : 1, sizeof *v);
+    for (size_t i = 0; i < m; i++) {
+        const json_t *o = json_array_get(arr, i);
+        bt_run_status st;
+        if (bt_run_status_parse(jstr_or(o, "status"), &st) < 0)
+            continue; /* not a status this baton knows: nothing to count it as */
+        v[k].bucket_ms = jint(o, "bucket");
+        v[k].project = jdupstr(o, "project");
+        v[k].status = st;
+        v[k].created = jint(o, "created");
+        v[k].finished = jint(o, "finished");
+        k++;
+    }
+    *n = k;
+    return v;
+}
+
+static void deliver_usage(bt_pg *pg, pg_op *op)
+{
+    bt_usage u;
+    memset(&u, 0, sizeof u);
+    if (!op->rc) {
+        const json_t *arr = json_object_get(op->res, "steps");
+        u.nsteps = json_array_size(arr);
+        u.steps = bt_xcalloc(u.nsteps ? u.nsteps : 1, sizeof *u.steps);
+        for (size_t i = 0; i < u.nsteps; i++) {
+            const json_t *o = json_array_get(arr, i);
+            bt_usage_steps *r = &u.steps[i];
+            r->day_ms = jint(o, "day");
+            r->project = jdupstr(o, "project");
+            r->agent = jdupstr(o, "agent");
+            r->steps = jint(o, "steps");
+            r->failed = jint(o, "failed");
+            r->tokens_in = jint(o, "tokens_in");
+            r->tokens_out = jint(o, "tokens_out");
+            r->cost_usd = jreal(o, "cost_usd");
+            r->duration_ms = jint(o, "duration_ms");
+        }
+        u.runs_by_day = usage_runs_from(json_object_get(op->res, "runs_by_day"), &u.nruns_by_day);
+        u.runs_by_hour =
+            usage_runs_from(json_object_get(op->res, "runs_by_hour"), &u.nruns_by_hour);
+    }
+    ((bt_store_usage_cb)op->cb)(op->ud, op->rc, ERRP(op), op->rc ? NULL : &u);
+    bt_store__usage_clear(&u);
+}
+
 static void deliver_run(bt_pg *pg, pg_op *op)
 {
     bt_run *r = op->rc ? NULL : run_from(json_object_get(op->res, "run"));
@@ -1713,6 +1762,21 @@ static void pg_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb,
     submit(PG(s), op_new("bt_spend", false, deliver_spend, CB(cb), ud), a);
 }
 
+static void pg_usage(bt_store *s, const bt_usage_query *q, bt_store_usage_cb cb, void *ud)
+{
+    bt_pg *pg = PG(s);
+    pg_op *op = op_new("bt_usage", false, deliver_usage, CB(cb), ud);
+    bt_error err = BT_ERROR_INIT;
+    if (bt_store__check_usage(q, &err) < 0) {
+        submit_error(pg, op, &err);
+        return;
+    }
+    json_t *a = json_pack("{sI sI sI}", "since", (json_int_t)q->since_ms, "until",
+                          (json_int_t)q->until_ms, "hours_since", (json_int_t)q->hours_since_ms);
+    set_str(a, "project", q->project);
+    submit(pg, op, a);
+}
+
 static void pg_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
                             const json_t *data, bt_store_event_cb cb, void *ud)
 {
@@ -2049,6 +2113,7 @@ static const bt_store_vtable pg_vtable = {
     .step_finish = pg_step_finish,
     .step_list = pg_step_list,
     .spend = pg_spend,
+    .usage = pg_usage,
     .event_append = pg_event_append,
     .event_read = pg_event_read,
     .event_last_seq = pg_event_last_seq,

@@ -200,6 +200,11 @@ static const char *const migrations[] = {
     " received_at INTEGER NOT NULL,"
     " PRIMARY KEY (source, delivery_id)) WITHOUT ROWID;"
     "CREATE INDEX webhook_deliveries_at ON webhook_deliveries(received_at);",
+    /* 6: the dashboard's usage read (bt_store_usage) counts runs created and runs
+     * finished in a time range. runs_finished is partial (a run gets its entry once, when
+     * it finishes); the read says "finished_at > 0" so the planner may use it. */
+    "CREATE INDEX runs_created ON runs(created_at);"
+    "CREATE INDEX runs_finished ON runs(finished_at) WHERE finished_at > 0;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -229,6 +234,7 @@ enum {
     K_LOCK,
     K_SPEND,
     K_CALLS,
+    K_USAGE,
 };
 
 typedef void (*anycb)(void);
@@ -250,6 +256,7 @@ typedef struct sq_done {
     union {
         bt_task_stats stats;
         bt_spend spend;
+        bt_usage usage;
     };
 } sq_done;
 
@@ -577,6 +584,9 @@ static void done_free(sq_done *d)
         for (size_t i = 0; i < d->n; i++)
             bt_agent_call_free(d->items[i]);
         break;
+    case K_USAGE:
+        bt_store__usage_clear(&d->usage);
+        break;
     case K_LOCK: {
         bt_lock *l = d->one;
         if (l) {
@@ -659,6 +669,9 @@ static void done_fire(sq_done *d)
         break;
     case K_CALLS:
         ((bt_store_agent_calls_cb)d->cb)(ud, rc, e, (bt_agent_call *const *)d->items, d->n);
+        break;
+    case K_USAGE:
+        ((bt_store_usage_cb)d->cb)(ud, rc, e, rc ? NULL : &d->usage);
         break;
     default:
         break;
@@ -2725,6 +2738,135 @@ static void sq_spend(bt_store *s, const bt_spend_query *qry, bt_store_spend_cb c
 }
 
 /* ---------------------------------------------------------------------------------
+ * Usage (the dashboard). Integer division buckets a timestamp: finished_at / 86400000
+ * is its UTC day. Each read walks one index range (steps_finished, runs_created,
+ * runs_finished) and groups in the database. A project is a filter on that walk ("+"
+ * keeps the planner off tasks_project, whose walk would cover the project's whole
+ * history where the range covers at most 90 days).
+ */
+#define DAY_MS  86400000LL
+#define HOUR_MS 3600000LL
+
+static int usage_steps(sq_store *q, const bt_usage_query *u, bt_usage *out, bt_error *err)
+{
+    sqlite3_stmt *st = sq_prep(
+        q,
+        u->project
+            ? "SELECT s.finished_at / 86400000, t.project, s.agent, count(*), "
+              "sum(s.status = 'failed'), sum(s.tokens_in), sum(s.tokens_out), sum(s.cost_usd), "
+              "sum(CASE WHEN s.started_at > 0 AND s.finished_at > s.started_at THEN "
+              "s.finished_at - s.started_at ELSE 0 END) FROM steps s JOIN runs r ON r.id = "
+              "s.run_id JOIN tasks t ON t.id = r.task_id WHERE s.finished_at >= ?1 AND "
+              "s.finished_at < ?2 AND s.status <> 'pending' AND s.status <> 'running' AND "
+              "+t.project = ?3 GROUP BY 1, 2, 3"
+            : "SELECT s.finished_at / 86400000, t.project, s.agent, count(*), "
+              "sum(s.status = 'failed'), sum(s.tokens_in), sum(s.tokens_out), sum(s.cost_usd), "
+              "sum(CASE WHEN s.started_at > 0 AND s.finished_at > s.started_at THEN "
+              "s.finished_at - s.started_at ELSE 0 END) FROM steps s JOIN runs r ON r.id = "
+              "s.run_id JOIN tasks t ON t.id = r.task_id WHERE s.finished_at >= ?1 AND "
+              "s.finished_at < ?2 AND s.status <> 'pending' AND s.status <> 'running' "
+              "GROUP BY 1, 2, 3",
+        err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, u->since_ms);
+    sqlite3_bind_int64(st, 2, u->until_ms);
+    if (u->project)
+        b_text(st, 3, u->project);
+    BT_VEC(bt_usage_steps) v = {0};
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bt_usage_steps r = {
+            .day_ms = sqlite3_column_int64(st, 0) * DAY_MS,
+            .project = c_str(st, 1),
+            .agent = c_str(st, 2),
+            .steps = sqlite3_column_int64(st, 3),
+            .failed = sqlite3_column_int64(st, 4),
+            .tokens_in = sqlite3_column_int64(st, 5),
+            .tokens_out = sqlite3_column_int64(st, 6),
+            .cost_usd = sqlite3_column_double(st, 7),
+            .duration_ms = sqlite3_column_int64(st, 8),
+        };
+        bt_vec_push(&v, r);
+    }
+    sqlite3_reset(st);
+    out->steps = v.items;
+    out->nsteps = v.len;
+    return rc == SQLITE_DONE ? 0 : sq_fail(q, err, rc, "reading step usage");
+}
+
+/* Runs created and runs finished in [since, until), per (bucket, project, status). */
+static int usage_runs(sq_store *q, const bt_usage_query *u, int64_t since, int64_t bucket,
+                      bt_usage_runs **items, size_t *n, bt_error *err)
+{
+    sqlite3_stmt *st = sq_prep(
+        q,
+        u->project ? "SELECT b, p, status, sum(c), sum(f) FROM ("
+                     "SELECT r.created_at / ?3 AS b, t.project AS p, r.status AS status, "
+                     "count(*) AS c, 0 AS f FROM runs r JOIN tasks t ON t.id = r.task_id "
+                     "WHERE r.created_at >= ?1 AND r.created_at < ?2 AND +t.project = ?4 "
+                     "GROUP BY 1, 2, 3 UNION ALL "
+                     "SELECT r.finished_at / ?3, t.project, r.status, 0, count(*) FROM runs r "
+                     "JOIN tasks t ON t.id = r.task_id WHERE r.finished_at > 0 AND "
+                     "r.finished_at >= ?1 AND r.finished_at < ?2 AND +t.project = ?4 "
+                     "GROUP BY 1, 2, 3) GROUP BY 1, 2, 3"
+                   : "SELECT b, p, status, sum(c), sum(f) FROM ("
+                     "SELECT r.created_at / ?3 AS b, t.project AS p, r.status AS status, "
+                     "count(*) AS c, 0 AS f FROM runs r JOIN tasks t ON t.id = r.task_id "
+                     "WHERE r.created_at >= ?1 AND r.created_at < ?2 "
+                     "GROUP BY 1, 2, 3 UNION ALL "
+                     "SELECT r.finished_at / ?3, t.project, r.status, 0, count(*) FROM runs r "
+                     "JOIN tasks t ON t.id = r.task_id WHERE r.finished_at > 0 AND "
+                     "r.finished_at >= ?1 AND r.finished_at < ?2 "
+                     "GROUP BY 1, 2, 3) GROUP BY 1, 2, 3",
+        err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_int64(st, 2, u->until_ms);
+    sqlite3_bind_int64(st, 3, bucket);
+    if (u->project)
+        b_text(st, 4, u->project);
+    BT_VEC(bt_usage_runs) v = {0};
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bt_run_status status;
+        const unsigned char *name = sqlite3_column_text(st, 2);
+        if (!name || bt_run_status_parse((const char *)name, &status) < 0)
+            continue; /* not a status this baton knows: nothing to count it as */
+        bt_usage_runs r = {
+            .bucket_ms = sqlite3_column_int64(st, 0) * bucket,
+            .project = c_str(st, 1),
+            .status = status,
+            .created = sqlite3_column_int64(st, 3),
+            .finished = sqlite3_column_int64(st, 4),
+        };
+        bt_vec_push(&v, r);
+    }
+    sqlite3_reset(st);
+    *items = v.items;
+    *n = v.len;
+    return rc == SQLITE_DONE ? 0 : sq_fail(q, err, rc, "reading run usage");
+}
+
+static void sq_usage(bt_store *s, const bt_usage_query *u, bt_store_usage_cb cb, void *ud)
+{
+    sq_store *q = (sq_store *)s;
+    sq_done d = {.kind = K_USAGE, .cb = (anycb)cb, .ud = ud};
+    int rc = bt_store__check_usage(u, &d.err);
+    if (!rc)
+        rc = usage_steps(q, u, &d.usage, &d.err);
+    if (!rc)
+        rc = usage_runs(q, u, u->since_ms, DAY_MS, &d.usage.runs_by_day, &d.usage.nruns_by_day,
+                        &d.err);
+    if (!rc && u->hours_since_ms > 0)
+        rc = usage_runs(q, u, u->hours_since_ms, HOUR_MS, &d.usage.runs_by_hour,
+                        &d.usage.nruns_by_hour, &d.err);
+    d.rc = rc;
+    sq_push(q, &d);
+}
+
+/* ---------------------------------------------------------------------------------
  * Events: operations.
  */
 static void sq_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
@@ -3529,6 +3671,7 @@ static const bt_store_vtable sqlite_vt = {
     .step_finish = sq_step_finish,
     .step_list = sq_step_list,
     .spend = sq_spend,
+    .usage = sq_usage,
     .event_append = sq_event_append,
     .event_read = sq_event_read,
     .event_last_seq = sq_event_last_seq,

@@ -10,6 +10,7 @@
 #include "base/str.h"
 #include "base/time.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t wall_clock(void *ud)
@@ -165,6 +166,40 @@ int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err)
     return 0;
 }
 
+int bt_store__check_usage(const bt_usage_query *q, bt_error *err)
+{
+    if (!q)
+        return bt_errorf(err, BT_EINVAL, "a usage read needs its time range");
+    if (q->since_ms < 0 || q->until_ms <= q->since_ms)
+        return bt_errorf(err, BT_EINVAL,
+                         "a usage read needs since < until (got since %lld, until %lld)",
+                         (long long)q->since_ms, (long long)q->until_ms);
+    if (q->hours_since_ms < 0 || (q->hours_since_ms > 0 && q->hours_since_ms >= q->until_ms))
+        return bt_errorf(err, BT_EINVAL,
+                         "a usage read's hourly range must start before until (got %lld)",
+                         (long long)q->hours_since_ms);
+    return 0;
+}
+
+static void usage_runs_free(bt_usage_runs *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].project);
+    free(v);
+}
+
+void bt_store__usage_clear(bt_usage *u)
+{
+    for (size_t i = 0; i < u->nsteps; i++) {
+        free(u->steps[i].project);
+        free(u->steps[i].agent);
+    }
+    free(u->steps);
+    usage_runs_free(u->runs_by_day, u->nruns_by_day);
+    usage_runs_free(u->runs_by_hour, u->nruns_by_hour);
+    memset(u, 0, sizeof *u);
+}
+
 int bt_store__check_delivery(const char *source, const char *delivery_id, bt_error *err)
 {
     if (!source || !*source)
@@ -295,6 +330,8 @@ TRAMPOLINE(tr_steps, bt_store_steps_cb,
            (cud, rc, err, v, n))
 TRAMPOLINE(tr_spend, bt_store_spend_cb, (void *ud, int rc, const bt_error *err, const bt_spend *sp),
            (cud, rc, err, sp))
+TRAMPOLINE(tr_usage, bt_store_usage_cb, (void *ud, int rc, const bt_error *err, const bt_usage *u),
+           (cud, rc, err, u))
 TRAMPOLINE(tr_event, bt_store_event_cb, (void *ud, int rc, const bt_error *err, const bt_event *e),
            (cud, rc, err, e))
 TRAMPOLINE(tr_events, bt_store_events_cb,
@@ -457,6 +494,11 @@ void bt_store_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, 
 {
     TIMED("spend", tr_spend);
     s->vt->spend(s, q, cb, ud);
+}
+void bt_store_usage(bt_store *s, const bt_usage_query *q, bt_store_usage_cb cb, void *ud)
+{
+    TIMED("usage", tr_usage);
+    s->vt->usage(s, q, cb, ud);
 }
 void bt_store_event_append(bt_store *s, const char *type, const char *task_id, const char *run_id,
                            const json_t *data, bt_store_event_cb cb, void *ud)

@@ -263,6 +263,53 @@ typedef struct bt_spend {
 } bt_spend;
 
 /* ---------------------------------------------------------------------------------
+ * Usage (the dashboard's GET /api/stats): finished steps and runs counted per UTC day
+ * (and runs per UTC hour), summed and grouped by the database itself, so a read costs
+ * the rows in the range and returns days x projects x agents rows, never the history.
+ * Steps count as in bt_spend (finished: succeeded, failed, skipped or cancelled, by
+ * finished_at) and are matched through their run to their task's project; history
+ * deleted with its task no longer counts.
+ */
+typedef struct bt_usage_query {
+    int64_t since_ms, until_ms; /* required, since < until: steps finished and runs created
+                                   or finished in [since_ms, until_ms) */
+    int64_t hours_since_ms;     /* runs per hour over [hours_since_ms, until_ms);
+                                   0 = no hourly rows */
+    const char *project;        /* only tasks of this project; NULL = every task */
+} bt_usage_query;
+
+/* Finished steps of one (UTC day, project, agent). */
+typedef struct bt_usage_steps {
+    int64_t day_ms; /* midnight UTC starting the day the steps finished */
+    char *project;  /* the task's project; NULL = tasks without one */
+    char *agent;    /* the agent that produced the result; NULL = not an agent step */
+    int64_t steps;  /* finished steps */
+    int64_t failed; /* of those, status failed */
+    int64_t tokens_in, tokens_out;
+    double cost_usd;
+    int64_t duration_ms; /* sum of finished_at - started_at */
+} bt_usage_steps;
+
+/* Runs of one (bucket, project, status): the bucket is a UTC day or hour. */
+typedef struct bt_usage_runs {
+    int64_t bucket_ms;    /* the bucket's start (midnight UTC, or the hour) */
+    char *project;        /* NULL = tasks without one */
+    bt_run_status status; /* the run's status now */
+    int64_t created;      /* runs created in the bucket (and now in this status) */
+    int64_t finished;     /* runs that finished in the bucket with this status */
+} bt_usage_runs;
+
+/* The rows of a usage read, in no particular order. */
+typedef struct bt_usage {
+    bt_usage_steps *steps;
+    size_t nsteps;
+    bt_usage_runs *runs_by_day; /* buckets of one day over [since_ms, until_ms) */
+    size_t nruns_by_day;
+    bt_usage_runs *runs_by_hour; /* buckets of one hour over [hours_since_ms, until_ms) */
+    size_t nruns_by_hour;
+} bt_usage;
+
+/* ---------------------------------------------------------------------------------
  * Events: the append-only log everything observable reads (SSE, WebSocket, dashboard,
  * metrics, audit). seq is strictly increasing in commit order, so "after seq N" is
  * exact even with several processes writing one PostgreSQL database.
@@ -392,6 +439,9 @@ typedef void (*bt_store_approvals_cb)(void *ud, int rc, const bt_error *err,
                                       bt_approval *const *list, size_t n);
 /* spend is NULL when rc != 0. */
 typedef void (*bt_store_spend_cb)(void *ud, int rc, const bt_error *err, const bt_spend *spend);
+/* usage is NULL when rc != 0; it and every string in it are the store's, valid during
+ * the callback only. */
+typedef void (*bt_store_usage_cb)(void *ud, int rc, const bt_error *err, const bt_usage *usage);
 /* calls grouped by agent (agents in name order), each agent's oldest first. */
 typedef void (*bt_store_agent_calls_cb)(void *ud, int rc, const bt_error *err,
                                         bt_agent_call *const *calls, size_t n);
@@ -531,6 +581,10 @@ void bt_store_step_list(bt_store *s, const char *run_id, bt_store_steps_cb cb, v
 /* Sum of cost, tokens and count of the finished steps matching every filter of q
  * (q NULL: all finished steps). A read: it sees every write issued before it. */
 void bt_store_spend(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud);
+
+/* Finished steps and runs over a time range, grouped (see bt_usage). BT_EINVAL when q is
+ * NULL or its range is empty. A read: it sees every write issued before it. */
+void bt_store_usage(bt_store *s, const bt_usage_query *q, bt_store_usage_cb cb, void *ud);
 
 /* ---------------------------------------------------------------------------------
  * Events.

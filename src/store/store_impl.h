@@ -54,6 +54,7 @@ typedef struct bt_store_vtable {
                         bt_store_step_cb cb, void *ud);
     void (*step_list)(bt_store *s, const char *run_id, bt_store_steps_cb cb, void *ud);
     void (*spend)(bt_store *s, const bt_spend_query *q, bt_store_spend_cb cb, void *ud);
+    void (*usage)(bt_store *s, const bt_usage_query *q, bt_store_usage_cb cb, void *ud);
     void (*event_append)(bt_store *s, const char *type, const char *task_id, const char *run_id,
                          const json_t *data, bt_store_event_cb cb, void *ud);
     void (*event_read)(bt_store *s, const bt_event_filter *f, bt_store_events_cb cb, void *ud);
@@ -115,6 +116,10 @@ char *bt_store__new_id(bt_store *s, char out[BT_ID_LEN + 1]);
 int bt_store__check_task_input(const bt_task_input *in, bt_error *err);
 int bt_store__check_claim(const bt_claim_opts *o, bt_error *err);
 int bt_store__check_agent_call(const bt_agent_call *c, bt_error *err);
+int bt_store__check_usage(const bt_usage_query *q, bt_error *err);
+/* Frees the rows and strings of a usage result and zeroes it (the struct itself is the
+ * caller's). */
+void bt_store__usage_clear(bt_usage *u);
 /* A webhook delivery's source and id: both non-empty, each at most
  * BT_STORE_DELIVERY_ID_MAX bytes. */
 #define BT_STORE_DELIVERY_ID_MAX 200

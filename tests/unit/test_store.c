@@ -1365,6 +1365,298 @@ static void test_spend(void **state)
     assert_usd(do_spend(f, NULL, "BACKEND", 0).cost_usd, 4.625);
 }
 
+/* ---------------------------------------------------------------------------------
+ * Usage (bt_store_usage): a copy of the rows, so the test can look them up after the
+ * callback.
+ */
+#define DAY  86400000LL
+#define HOUR 3600000LL
+#define UMAX 32
+
+typedef struct urow {
+    int64_t at;                  /* day_ms or bucket_ms */
+    char project[32], agent[32]; /* "-" = NULL */
+    int status;
+    int64_t steps, failed, tin, tout, dur, created, finished;
+    double cost;
+} urow;
+
+typedef struct usage_res {
+    int called, rc;
+    bt_error err;
+    size_t ns, nd, nh;
+    urow steps[UMAX], day[UMAX], hour[UMAX];
+} usage_res;
+
+static void copy_runs(urow *dst, size_t *n, const bt_usage_runs *v, size_t m)
+{
+    assert_true(m <= UMAX);
+    for (size_t i = 0; i < m; i++) {
+        dst[i].at = v[i].bucket_ms;
+        snprintf(dst[i].project, sizeof dst[i].project, "%s", v[i].project ? v[i].project : "-");
+        dst[i].status = (int)v[i].status;
+        dst[i].created = v[i].created;
+        dst[i].finished = v[i].finished;
+    }
+    *n = m;
+}
+
+static void cb_usage(void *ud, int rc, const bt_error *err, const bt_usage *u)
+{
+    usage_res *r = ud;
+    assert_int_equal(r->called, 0);
+    r->called = 1;
+    r->rc = rc;
+    if (rc) {
+        assert_non_null(err);
+        assert_null(u);
+        r->err = *err;
+        return;
+    }
+    assert_null(err);
+    assert_non_null(u);
+    assert_true(u->nsteps <= UMAX);
+    for (size_t i = 0; i < u->nsteps; i++) {
+        const bt_usage_steps *x = &u->steps[i];
+        urow *y = &r->steps[i];
+        y->at = x->day_ms;
+        snprintf(y->project, sizeof y->project, "%s", x->project ? x->project : "-");
+        snprintf(y->agent, sizeof y->agent, "%s", x->agent ? x->agent : "-");
+        y->steps = x->steps;
+        y->failed = x->failed;
+        y->tin = x->tokens_in;
+        y->tout = x->tokens_out;
+        y->cost = x->cost_usd;
+        y->dur = x->duration_ms;
+    }
+    r->ns = u->nsteps;
+    copy_runs(r->day, &r->nd, u->runs_by_day, u->nruns_by_day);
+    copy_runs(r->hour, &r->nh, u->runs_by_hour, u->nruns_by_hour);
+}
+
+static usage_res do_usage(fx *f, int64_t since, int64_t until, int64_t hours_since,
+                          const char *project)
+{
+    usage_res r = {0};
+    bt_usage_query q = {
+        .since_ms = since, .until_ms = until, .hours_since_ms = hours_since, .project = project};
+    bt_store_usage(f->s, &q, cb_usage, &r);
+    assert_int_equal(r.called, 0); /* never before the call returned */
+    for (int i = 0; i < 100000 && !r.called; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r.called, 1);
+    return r;
+}
+
+static const urow *find_steps(const usage_res *r, int64_t day, const char *project,
+                              const char *agent)
+{
+    for (size_t i = 0; i < r->ns; i++)
+        if (r->steps[i].at == day && strcmp(r->steps[i].project, project) == 0 &&
+            strcmp(r->steps[i].agent, agent) == 0)
+            return &r->steps[i];
+    return NULL;
+}
+
+static const urow *find_runs(const urow *v, size_t n, int64_t at, const char *project,
+                             bt_run_status st)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].at == at && strcmp(v[i].project, project) == 0 && v[i].status == (int)st)
+            return &v[i];
+    return NULL;
+}
+
+/* A step of agent (NULL = not an agent step) that runs dur_ms on the fake clock. */
+static void usage_step(fx *f, const char *run_id, const char *key, const char *agent,
+                       bt_step_status status, double cost, int64_t tin, int64_t tout,
+                       int64_t dur_ms)
+{
+    res st = {0};
+    bt_store_step_start(f->s, run_id, key, 1, 1, 0, agent, "coder", cb_step, &st);
+    wait_for(f, &st);
+    assert_int_equal(st.rc, 0);
+    f->now += dur_ms;
+    bt_step_result sr = {
+        .status = status, .agent = agent, .tokens_in = tin, .tokens_out = tout, .cost_usd = cost};
+    res fin = {0};
+    bt_store_step_finish(f->s, st.step->id, &sr, cb_step, &fin);
+    wait_for(f, &fin);
+    assert_int_equal(fin.rc, 0);
+    res_free(&fin);
+    res_free(&st);
+}
+
+static void end_run(fx *f, const char *run_id, bt_run_status st)
+{
+    bt_run_patch p = {.set_status = true, .status = st};
+    res u = {0};
+    bt_store_run_update(f->s, run_id, &p, cb_run, &u);
+    wait_for(f, &u);
+    assert_int_equal(u.rc, 0);
+    res_free(&u);
+}
+
+/* bt_store_usage: finished steps per (UTC day, project, agent) and runs created /
+ * finished per (day or hour, project, status), over [since, until), on both backends
+ * alike; running steps and rows outside the range do not count; bad ranges are refused. */
+static void test_usage(void **state)
+{
+    fx *f = *state;
+    const int64_t d0 = T0 / DAY * DAY, d1 = d0 + DAY; /* T0 is 22:13 UTC on day d0 */
+    char a[BT_ID_LEN + 1], ra[BT_ID_LEN + 1], b[BT_ID_LEN + 1], rb[BT_ID_LEN + 1];
+    char c[BT_ID_LEN + 1], rc_[BT_ID_LEN + 1];
+
+    /* Nothing yet: no rows, not an error. */
+    usage_res z = do_usage(f, d0 - DAY, d1 + DAY, d1 - 47 * HOUR, NULL);
+    assert_int_equal(z.rc, 0);
+    assert_int_equal(z.ns + z.nd + z.nh, 0);
+    /* An empty or backwards range is refused, asynchronously. */
+    usage_res bad = do_usage(f, d1, d1, 0, NULL);
+    assert_int_equal(bad.rc, BT_EINVAL);
+    assert_non_null(strstr(bad.err.msg, "since < until"));
+    bad = do_usage(f, d0, d1, d1 + HOUR, NULL);
+    assert_int_equal(bad.rc, BT_EINVAL);
+    usage_res nul = {0};
+    bt_store_usage(f->s, NULL, cb_usage, &nul);
+    assert_int_equal(nul.called, 0);
+    for (int i = 0; i < 100000 && !nul.called; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(nul.rc, BT_EINVAL);
+
+    /* Day d0 (from 22:13 UTC): */
+    mk_in_project(f, "a", "BACKEND", a, ra);
+    usage_step(f, ra, "plan", "claude", BT_STEP_SUCCEEDED, 0.25, 100, 10, 1000);
+    usage_step(f, ra, "review", "codex", BT_STEP_FAILED, 0.5, 50, 5, 2000);
+    usage_step(f, ra, "test", NULL, BT_STEP_SUCCEEDED, 0, 0, 0, 300); /* a shell step */
+    usage_step(f, ra, "fix", "claude", BT_STEP_SUCCEEDED, 1.0, 400, 40, 4000);
+    mk_in_project(f, "c", NULL, c, rc_);
+    usage_step(f, rc_, "plan", "claude", BT_STEP_SKIPPED, 0.125, 1, 1, 0);
+    res still = {0}; /* running: not counted */
+    bt_store_step_start(f->s, rc_, "implement", 1, 1, 1, "claude", "coder", cb_step, &still);
+    wait_for(f, &still);
+    res_free(&still);
+    /* Day d1, 03:00 UTC: */
+    f->now = d1 + 3 * HOUR;
+    mk_in_project(f, "b", "FRONTEND", b, rb);
+    usage_step(f, rb, "plan", "claude", BT_STEP_SUCCEEDED, 2.0, 1000, 100, 60000);
+    end_run(f, rb, BT_RUN_FAILED);
+    f->now = d1 + 5 * HOUR + 10;
+    end_run(f, ra, BT_RUN_COMPLETED);
+    const int64_t now = f->now;
+
+    usage_res u = do_usage(f, d0, now + 1, d1 + 6 * HOUR - 48 * HOUR, NULL);
+    assert_int_equal(u.rc, 0);
+    assert_int_equal(u.ns, 5);
+    const urow *x = find_steps(&u, d0, "BACKEND", "claude");
+    assert_non_null(x);
+    assert_int_equal(x->steps, 2);
+    assert_int_equal(x->failed, 0);
+    assert_int_equal(x->tin, 500);
+    assert_int_equal(x->tout, 50);
+    assert_usd(x->cost, 1.25);
+    assert_int_equal(x->dur, 5000);
+    x = find_steps(&u, d0, "BACKEND", "codex");
+    assert_non_null(x);
+    assert_int_equal(x->steps, 1);
+    assert_int_equal(x->failed, 1);
+    assert_int_equal(x->dur, 2000);
+    x = find_steps(&u, d0, "BACKEND", "-"); /* the step without an agent */
+    assert_non_null(x);
+    assert_int_equal(x->steps, 1);
+    assert_int_equal(x->dur, 300);
+    x = find_steps(&u, d0, "-", "claude"); /* the task without a project */
+    assert_non_null(x);
+    assert_int_equal(x->steps, 1);
+    assert_usd(x->cost, 0.125);
+    x = find_steps(&u, d1, "FRONTEND", "claude");
+    assert_non_null(x);
+    assert_int_equal(x->tin, 1000);
+    assert_usd(x->cost, 2.0);
+    assert_int_equal(x->dur, 60000);
+
+    /* Runs per day: created on the day they were created (with their status now),
+     * finished on the day they finished. */
+    assert_int_equal(u.nd, 4);
+    const urow *y = find_runs(u.day, u.nd, d0, "BACKEND", BT_RUN_COMPLETED);
+    assert_non_null(y);
+    assert_int_equal(y->created, 1);
+    assert_int_equal(y->finished, 0);
+    y = find_runs(u.day, u.nd, d1, "BACKEND", BT_RUN_COMPLETED);
+    assert_non_null(y);
+    assert_int_equal(y->created, 0);
+    assert_int_equal(y->finished, 1);
+    y = find_runs(u.day, u.nd, d0, "-", BT_RUN_RUNNING);
+    assert_non_null(y);
+    assert_int_equal(y->created, 1);
+    y = find_runs(u.day, u.nd, d1, "FRONTEND", BT_RUN_FAILED);
+    assert_non_null(y);
+    assert_int_equal(y->created, 1);
+    assert_int_equal(y->finished, 1);
+    /* Per hour over the last 48 h: the same runs in their hours. */
+    assert_int_equal(u.nh, 4);
+    y = find_runs(u.hour, u.nh, T0 / HOUR * HOUR, "BACKEND", BT_RUN_COMPLETED);
+    assert_non_null(y);
+    assert_int_equal(y->created, 1);
+    y = find_runs(u.hour, u.nh, d1 + 5 * HOUR, "BACKEND", BT_RUN_COMPLETED);
+    assert_non_null(y);
+    assert_int_equal(y->finished, 1);
+    y = find_runs(u.hour, u.nh, d1 + 3 * HOUR, "FRONTEND", BT_RUN_FAILED);
+    assert_non_null(y);
+    assert_int_equal(y->created + y->finished, 2);
+
+    /* The hourly window is its own: starting at d1 it holds only day d1's runs. */
+    u = do_usage(f, d0, now + 1, d1, NULL);
+    assert_int_equal(u.nh, 2);
+    assert_null(find_runs(u.hour, u.nh, T0 / HOUR * HOUR, "BACKEND", BT_RUN_COMPLETED));
+    /* No hourly window: no hourly rows. */
+    assert_int_equal(do_usage(f, d0, now + 1, 0, NULL).nh, 0);
+
+    /* A project: only its tasks' steps and runs. */
+    u = do_usage(f, d0, now + 1, d1, "BACKEND");
+    assert_int_equal(u.ns, 3);
+    assert_null(find_steps(&u, d1, "FRONTEND", "claude"));
+    assert_int_equal(u.nd, 2);
+    assert_null(find_runs(u.day, u.nd, d1, "FRONTEND", BT_RUN_FAILED));
+    assert_int_equal(do_usage(f, d0, now + 1, d1, "NOPE").ns, 0);
+
+    /* The range is [since, until): day d1 alone, and until excludes its own instant. */
+    u = do_usage(f, d1, now + 1, 0, NULL);
+    assert_int_equal(u.ns, 1);
+    assert_int_equal(u.nd, 2);
+    u = do_usage(f, d1, now, 0, NULL); /* ra finished at `now`: not counted */
+    assert_int_equal(u.nd, 1);
+    u = do_usage(f, d0, d1, 0, NULL);
+    assert_int_equal(u.ns, 4);
+    assert_null(find_steps(&u, d1, "FRONTEND", "claude"));
+
+    /* Read-your-writes: a usage read right after a step_finish (same turn) includes it. */
+    res st = {0};
+    bt_store_step_start(f->s, rb, "review", 1, 1, 2, "codex", "reviewer", cb_step, &st);
+    wait_for(f, &st);
+    bt_step_result sr = {.status = BT_STEP_FAILED, .cost_usd = 0.75, .tokens_in = 7};
+    res fin = {0};
+    usage_res after = {0};
+    bt_usage_query q = {.since_ms = d1, .until_ms = now + 1};
+    bt_store_step_finish(f->s, st.step->id, &sr, cb_step, &fin);
+    bt_store_usage(f->s, &q, cb_usage, &after);
+    assert_int_equal(fin.called + after.called, 0);
+    for (int i = 0; i < 100000 && !after.called; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(fin.called, 1);
+    assert_int_equal(after.rc, 0);
+    x = find_steps(&after, d1, "FRONTEND", "codex");
+    assert_non_null(x);
+    assert_int_equal(x->failed, 1);
+    assert_usd(x->cost, 0.75);
+    res_free(&st), res_free(&fin);
+
+    /* Usage is history: it survives a reopen (and the migration that added its index). */
+    fx_close(f);
+    fx_open(f);
+    assert_int_equal(do_usage(f, d0, now + 1, 0, NULL).ns, 6);
+}
+
 typedef struct sub_log {
     int n;
     int64_t seqs[64];
@@ -2025,6 +2317,7 @@ static void test_deliveries(void **state)
     X(test_stats_cleanup_clear)                                                                    \
     X(test_runs_steps)                                                                             \
     X(test_spend)                                                                                  \
+    X(test_usage)                                                                                  \
     X(test_events)                                                                                 \
     X(test_events_after_commit)                                                                    \
     X(test_workers)                                                                                \
