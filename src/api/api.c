@@ -12,7 +12,7 @@ int bt_api_register(bt_api *api, bt_error *err)
         bt_api_health_register,   bt_api_metrics_register, bt_api_status_register,
         bt_api_openapi_register,  bt_api_tasks_register,   bt_api_work_register,
         bt_api_events_register,   bt_api_agents_register,  bt_api_workflows_register,
-        bt_api_webhooks_register, bt_api_ui_register,
+        bt_api_webhooks_register, bt_api_ui_register,      bt_api_stats_register,
     };
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
         int rc = groups[i](api, err);

@@ -105,6 +105,7 @@ int bt_api_agents_register(bt_api *api, bt_error *err);  /* /api/agents, /api/mo
 /* /api/workflows, /api/execute, /api/workflow/..., /api/runs..., /api/approvals... */
 int bt_api_workflows_register(bt_api *api, bt_error *err);
 int bt_api_webhooks_register(bt_api *api, bt_error *err); /* /webhooks/github (signed) */
-int bt_api_ui_register(bt_api *api, bt_error *err); /* the dashboard: /, /ui/..., /api/whoami */
+int bt_api_ui_register(bt_api *api, bt_error *err);    /* the dashboard: /, /ui/..., /api/whoami */
+int bt_api_stats_register(bt_api *api, bt_error *err); /* /api/stats (the dashboard's figures) */
 
 #endif
