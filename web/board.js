@@ -290,8 +290,11 @@ function buildDialog(ctx, onSaved) {
     if (editing) {
       body.body = text;
       body.priority = pr ? Number(pr) : null;
-      if (project || editing.project) body.project = project || null;
-      if (workflow || editing.workflow) body.workflow = workflow || null;
+      // baton cannot unset a task's project or workflow, only change it
+      if (!project && editing.project) { replace(error, 'The project cannot be removed, only changed.'); f.project.focus(); return; }
+      if (!workflow && editing.workflow) { replace(error, 'The workflow cannot be reset, only changed.'); f.workflow.focus(); return; }
+      if (project && project !== editing.project) body.project = project;
+      if (workflow && workflow !== editing.workflow) body.workflow = workflow;
     } else {
       if (text) body.body = text;
       if (pr) body.priority = Number(pr);
