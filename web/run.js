@@ -403,8 +403,10 @@ function view(el, ctx, taskId, runId) {
     cleanup: () => clearInterval(tick),
     ready: loadAll().then(() => root.removeAttribute('aria-busy'), (err) => {
       root.removeAttribute('aria-busy');
+      replace(title, err.status === 404 || err.status === 400 ? 'Not found' : 'Task');
+      replace(meta);
       replace(body, h('p', { class: 'empty error-text', role: 'alert' },
-        err.status === 404 ? `There is no ${runId ? 'run' : 'task'} ${runId || taskId}.` : `This run could not be loaded: ${err.message}`));
+        err.status === 404 || err.status === 400 ? `There is no ${runId ? 'run' : 'task'} ${runId || taskId}.` : `This run could not be loaded: ${err.message}`));
     }),
   };
 }
