@@ -42,9 +42,10 @@ function throttle(fn, ms) {
 
 // The visually hidden table behind a chart.
 function dataTable(caption, head, rows) {
-  return h('table', { class: 'sr-only' }, h('caption', null, caption),
+  // In a div: a table ignores the 1px box of .sr-only and would widen the page.
+  return h('div', { class: 'sr-only' }, h('table', null, h('caption', null, caption),
     h('thead', null, h('tr', null, head.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', null, rows.map((r) => h('tr', null, r.map((c, i) => (i ? h('td', null, c) : h('th', { scope: 'row' }, c)))))));
+    h('tbody', null, rows.map((r) => h('tr', null, r.map((c, i) => (i ? h('td', null, c) : h('th', { scope: 'row' }, c))))))));
 }
 
 function legend(series) {

@@ -510,7 +510,8 @@ export default {
   title: 'Workflows',
   nav: true,
   mount(el, ctx, arg) {
-    const want = arg ? decodeURIComponent(arg.split('/')[0]) : '';
+    let want = arg ? arg.split('/')[0] : '';
+    try { want = decodeURIComponent(want); } catch { /* the shell decoded it already */ }
     const root = h('div', { class: 'wf-page', dataset: { testid: 'workflows' } });
     const status = h('p', { class: 'muted', role: 'status' }, 'Loading workflows…');
     replace(el, h('h1', { tabindex: -1 }, 'Workflows'), root);
