@@ -22,7 +22,7 @@ CODEX_VERSION=0.169.0
 build_pkgs=(
   build-essential cmake pkg-config git ca-certificates
   libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-  libsqlite3-dev libpq-dev libssl-dev libedit-dev
+  libsqlite3-dev libpq-dev libssl-dev libedit-dev zlib1g-dev
 )
 test_pkgs=(
   libcmocka-dev python3 postgresql postgresql-contrib curl procps clang-format cppcheck

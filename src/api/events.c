@@ -69,6 +69,7 @@ struct ev_client {
     int replaying;  /* paging through the store; live events wait in backlog */
     int wait_drain; /* replay paused until the socket drains */
     int ended;      /* told to stop; its close callback follows */
+    int unnamed;    /* SSE without "event:" lines (?unnamed=1) */
     BT_VEC(bt_event *) backlog;
 };
 
@@ -141,7 +142,7 @@ static void deliver(ev_client *c, const bt_event *e, char **json)
     if (c->sse) {
         char id[24];
         snprintf(id, sizeof id, "%" PRId64, e->seq);
-        rc = bt_http_sse_send(c->sse, id, e->type, s);
+        rc = bt_http_sse_send(c->sse, id, c->unnamed ? NULL : e->type, s);
     } else {
         rc = bt_http_ws_send(c->ws, 0, s, strlen(s));
     }
@@ -338,6 +339,10 @@ static ev_client *client_new(bt_http_req *req, ev_hub *hub, int use_last_event_i
     c->task = task && *task ? bt_xstrdup(task) : NULL;
     c->run = run && *run ? bt_xstrdup(run) : NULL;
     c->type = type && *type ? bt_xstrdup(type) : NULL;
+    /* ?unnamed=1: no "event:" line, so a browser's EventSource.onmessage sees every
+     * type, including ones added after the client was written (the type is in the data). */
+    const char *unnamed = bt_http_req_query(req, "unnamed");
+    c->unnamed = unnamed && (strcmp(unnamed, "1") == 0 || strcmp(unnamed, "true") == 0);
     return c;
 }
 

@@ -6,22 +6,27 @@
  * The static files are public: the page itself asks for a token (docs/dashboard.md) and
  * every API call it makes is authorised as usual. Each file is answered with a strong
  * ETag (a hash of its bytes, computed once), "Cache-Control: no-cache" (the browser
- * revalidates and gets 304 while the binary is the same) and headers that keep the page
+ * revalidates and gets 304 while the binary is the same), gzip-compressed once and kept
+ * for clients that accept it (with its own ETag), and headers that keep the page
  * to its own origin: a Content-Security-Policy allowing only same-origin scripts, styles,
  * images and connections, no framing, nosniff, no referrer.
  *
- * GET /api/whoami (scope read) answers {"auth": bool, "identity": "token:dashboard" |
- * null, "scopes": ["read", ...], "can_write": bool, "can_admin": bool}.
+ * GET /api/whoami (public, so a login page can ask without a failing request) answers
+ * 200 {"auth": bool (any credential configured), "authenticated": bool, "identity":
+ * "token:dashboard" | null, "scopes": ["read", ...], "can_read", "can_write", "can_admin",
+ * "error": why the credential was not accepted | null}. It never says which tokens exist.
  */
 #include "api/api.h"
 
 #include "base/embed.h"
 #include "base/mem.h"
 #include "http/auth.h"
+#include "http/gzip.h"
 #include "http/server.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define UI_PREFIX "web/"
@@ -29,7 +34,11 @@
 
 typedef struct ui_file {
     const bt_embed_file *f;
-    char etag[24]; /* "\"" 16 hex "\"" */
+    char etag[24];    /* "\"" 16 hex "\"" */
+    char etag_gz[28]; /* the gzip form's: "\"" 16 hex "-gz\"" */
+    void *gz;         /* the gzip form, made on first demand (NULL = not yet, or not worth it) */
+    size_t gzlen;
+    int gz_tried;
 } ui_file;
 
 typedef struct ui_state {
@@ -53,7 +62,7 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
-static const ui_file *ui_lookup(const ui_state *st, const char *name)
+static ui_file *ui_lookup(ui_state *st, const char *name)
 {
     for (size_t i = 0; i < st->n; i++)
         if (strcmp(st->files[i].f->path + strlen(UI_PREFIX), name) == 0)
@@ -71,24 +80,51 @@ static int etag_matches(const char *inm, const char *etag)
     return strstr(inm, etag) != NULL;
 }
 
-static void serve(bt_http_req *req, const ui_file *uf)
+/* The gzip form of uf, compressed once and kept; NULL when it does not pay. */
+static const void *ui_gzip(ui_file *uf, size_t *len)
 {
-    bt_http_resp_header(req, "ETag", uf->etag);
+    if (!uf->gz_tried) {
+        uf->gz_tried = 1;
+        if (uf->f->len >= BT_GZIP_MIN_BYTES &&
+            bt_gzip_compressible(bt_embed_content_type(uf->f->path)) &&
+            bt_gzip_compress(uf->f->data, uf->f->len, &uf->gz, &uf->gzlen) == 0 &&
+            uf->gzlen >= uf->f->len) {
+            free(uf->gz);
+            uf->gz = NULL;
+        }
+    }
+    *len = uf->gzlen;
+    return uf->gz;
+}
+
+static void serve(bt_http_req *req, ui_file *uf)
+{
+    size_t gzlen = 0;
+    const void *gz = ui_gzip(uf, &gzlen);
+    int use_gz = gz && bt_gzip_accepted(bt_http_req_header(req, "Accept-Encoding"));
+    const char *etag = use_gz ? uf->etag_gz : uf->etag;
+    bt_http_resp_header(req, "ETag", etag);
     bt_http_resp_header(req, "Cache-Control", "no-cache");
     bt_http_resp_header(req, "X-Content-Type-Options", "nosniff");
     bt_http_resp_header(req, "Referrer-Policy", "no-referrer");
     bt_http_resp_header(req, "X-Frame-Options", "DENY");
     bt_http_resp_header(req, "Content-Security-Policy", ui_csp);
-    if (etag_matches(bt_http_req_header(req, "If-None-Match"), uf->etag)) {
+    if (etag_matches(bt_http_req_header(req, "If-None-Match"), etag)) {
         bt_http_respond(req, 304, NULL, NULL, 0);
         return;
     }
-    bt_http_respond(req, 200, bt_embed_content_type(uf->f->path), uf->f->data, uf->f->len);
+    const char *type = bt_embed_content_type(uf->f->path);
+    if (use_gz) {
+        bt_http_resp_header(req, "Content-Encoding", "gzip");
+        bt_http_respond(req, 200, type, gz, gzlen);
+        return;
+    }
+    bt_http_respond(req, 200, type, uf->f->data, uf->f->len);
 }
 
 static void h_index(bt_http_req *req, void *ud)
 {
-    const ui_file *uf = ui_lookup(ud, "index.html");
+    ui_file *uf = ui_lookup(ud, "index.html");
     if (!uf) {
         bt_http_respond_error(req, 404, "not_found",
                               "this baton was built without its dashboard (web/index.html)");
@@ -100,7 +136,7 @@ static void h_index(bt_http_req *req, void *ud)
 static void h_file(bt_http_req *req, void *ud)
 {
     const char *name = bt_http_req_param(req, "file");
-    const ui_file *uf = name ? ui_lookup(ud, name) : NULL;
+    ui_file *uf = name ? ui_lookup(ud, name) : NULL;
     if (!uf) {
         bt_http_respond_error(req, 404, "not_found", "no dashboard file '%s'", name ? name : "");
         return;
@@ -114,13 +150,13 @@ static void h_whoami(bt_http_req *req, void *ud)
     const char *authz = bt_http_req_header(req, "Authorization");
     unsigned scopes = 0;
     int enabled = bt_http_auth_enabled(api->auth);
+    const char *why = NULL;
     if (bt_http_auth_scopes(api->auth, authz, &scopes) < 0) {
-        /* Only reachable through ?token= style credentials the route does not take; the
-         * server authorised this request, so it is a read credential of some kind. */
-        scopes = BT_HTTP_SCOPE_BIT(BT_HTTP_SCOPE_READ);
+        scopes = 0;
+        why = authz ? "unknown, revoked or expired API token" : "no API token was sent";
     }
     char ident[160] = "";
-    if (enabled && authz)
+    if (enabled && authz && !why)
         bt_http_auth_identity((void *)api->auth, authz, ident, sizeof ident);
     json_t *list = json_array();
     static const bt_http_scope all[] = {BT_HTTP_SCOPE_READ, BT_HTTP_SCOPE_WRITE,
@@ -128,16 +164,22 @@ static void h_whoami(bt_http_req *req, void *ud)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (scopes & BT_HTTP_SCOPE_BIT(all[i]))
             json_array_append_new(list, json_string(bt_http_scope_name(all[i])));
-    json_t *j = json_pack("{s:b,s:o,s:o,s:b,s:b}", "auth", enabled, "identity",
-                          *ident ? json_string(ident) : json_null(), "scopes", list, "can_write",
-                          bt_http_scopes_satisfy(scopes, BT_HTTP_SCOPE_WRITE), "can_admin",
-                          bt_http_scopes_satisfy(scopes, BT_HTTP_SCOPE_ADMIN));
+    json_t *j = json_pack("{s:b,s:b,s:o,s:o,s:b,s:b,s:b,s:o}", "auth", enabled, "authenticated",
+                          !why, "identity", *ident ? json_string(ident) : json_null(), "scopes",
+                          list, "can_read", bt_http_scopes_satisfy(scopes, BT_HTTP_SCOPE_READ),
+                          "can_write", bt_http_scopes_satisfy(scopes, BT_HTTP_SCOPE_WRITE),
+                          "can_admin", bt_http_scopes_satisfy(scopes, BT_HTTP_SCOPE_ADMIN), "error",
+                          why ? json_string(why) : json_null());
+    bt_http_resp_header(req, "Cache-Control", "no-store");
     bt_http_respond_json(req, 200, j);
 }
 
 static void ui_free(void *ud)
 {
-    free(ud);
+    ui_state *st = ud;
+    for (size_t i = 0; i < st->n; i++)
+        free(st->files[i].gz);
+    free(st);
 }
 
 int bt_api_ui_register(bt_api *api, bt_error *err)
@@ -158,8 +200,9 @@ int bt_api_ui_register(bt_api *api, bt_error *err)
         }
         ui_file *uf = &st->files[st->n++];
         uf->f = &all[i];
-        snprintf(uf->etag, sizeof uf->etag, "\"%016llx\"",
-                 (unsigned long long)fnv1a(all[i].data, all[i].len));
+        unsigned long long hash = (unsigned long long)fnv1a(all[i].data, all[i].len);
+        snprintf(uf->etag, sizeof uf->etag, "\"%016llx\"", hash);
+        snprintf(uf->etag_gz, sizeof uf->etag_gz, "\"%016llx-gz\"", hash);
     }
     int rc = bt_api_on_cleanup(api, ui_free, st, err);
     if (rc < 0) {
@@ -169,7 +212,7 @@ int bt_api_ui_register(bt_api *api, bt_error *err)
     const bt_http_route routes[] = {
         {"GET", "/", BT_HTTP_SCOPE_NONE, h_index, st, 0, BT_HTTP_ROUTE_QUIET},
         {"GET", "/ui/{file}", BT_HTTP_SCOPE_NONE, h_file, st, 0, BT_HTTP_ROUTE_QUIET},
-        {"GET", "/api/whoami", BT_HTTP_SCOPE_READ, h_whoami, api, 0, 0},
+        {"GET", "/api/whoami", BT_HTTP_SCOPE_NONE, h_whoami, api, 0, 0},
     };
     return bt_http_server_route_all(api->http, routes, sizeof routes / sizeof routes[0], err);
 }

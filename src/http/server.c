@@ -23,6 +23,7 @@
 #include "http/server_impl.h"
 
 #include "base/json.h"
+#include "http/gzip.h"
 #include "base/mem.h"
 #include "base/time.h"
 #include "obs/log.h"
@@ -279,6 +280,14 @@ void bt_http_resp_header(bt_http_req *req, const char *name, const char *value)
     bt_vec_push(&req->hdrs, h);
 }
 
+static int has_resp_header(const bt_http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->hdrs.len; i++)
+        if (strcasecmp(req->hdrs.items[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static void respond_buf(bt_http_req *req, int status, const char *content_type, void *buf,
                         size_t len, enum MHD_ResponseMemoryMode mode)
 {
@@ -287,6 +296,26 @@ static void respond_buf(bt_http_req *req, int status, const char *content_type, 
             free(buf);
         release_hold(req);
         return;
+    }
+    /* gzip for clients that take it: JSON and text above a kilobyte, unless the handler
+     * already chose an encoding (ui.c keeps its files compressed). */
+    if (bt_gzip_compressible(content_type) && status != 204 && status != 304) {
+        bt_http_resp_header(req, "Vary", "Accept-Encoding");
+        if (len >= BT_GZIP_MIN_BYTES && !has_resp_header(req, "Content-Encoding") &&
+            bt_gzip_accepted(bt_http_req_header(req, "Accept-Encoding"))) {
+            void *z = NULL;
+            size_t zlen = 0;
+            if (bt_gzip_compress(buf, len, &z, &zlen) == 0 && zlen < len) {
+                if (mode == MHD_RESPMEM_MUST_FREE)
+                    free(buf);
+                buf = z;
+                len = zlen;
+                mode = MHD_RESPMEM_MUST_FREE;
+                bt_http_resp_header(req, "Content-Encoding", "gzip");
+            } else {
+                free(z);
+            }
+        }
     }
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, mode);
     if (!resp) {

@@ -6,9 +6,13 @@
   same-origin Content-Security-Policy, nosniff and the right Content-Type; an unknown
   file is a 404 JSON error; `..` (plain or percent-encoded) and sub-folders never reach a
   file outside web/.
-- GET /api/whoami: open API (auth false, every capability), read token (can_write false),
-  write token (can_write true, can_admin false), worker-only token (403), no or a wrong
-  token (401).
+- GET /api/whoami (public, always 200): open API (auth false, every capability), read
+  token (can_write false), write token (can_write true, can_admin false), worker-only token
+  (authenticated, cannot read), no or a wrong token (not authenticated, says why, never
+  echoes the token).
+- gzip: with Accept-Encoding gzip the dashboard's files (own ETag, 304 on it) and JSON
+  bodies over 1 KiB come compressed and decompress to the same bytes; gzip;q=0 and small
+  bodies are sent as they are.
 - GET /api/stats after real runs (the replay agent `demo`, speed 0, plus shell steps;
   two projects and a task without one; one run fails): totals, by_day, by_project,
   by_agent and runs_by_hour agree with the steps GET /api/runs/{id} reports; every day
@@ -16,6 +20,7 @@
   bad `days` or an empty `project` -> 400 naming the parameter; read scope.
 """
 import datetime
+import gzip
 import http.client
 import json
 import os
@@ -163,6 +168,41 @@ def test_static(srv):
 
 
 # ---------------------------------------------------------------------------------
+# gzip: the dashboard's files and the API's JSON shrink for clients that accept it
+# ---------------------------------------------------------------------------------
+def test_gzip(srv):
+    st, h, plain = raw(srv.port, "/ui/app.js")
+    check(st == 200 and "content-encoding" not in h and len(plain) > 4096,
+          "no Accept-Encoding -> identity (%s, %s bytes)" % (h.get("content-encoding"), len(plain)))
+    st, hz, z = raw(srv.port, "/ui/app.js", {"Accept-Encoding": "gzip, deflate, br"})
+    check(st == 200 and hz.get("content-encoding") == "gzip" and len(z) < len(plain) // 2
+          and gzip.decompress(z) == plain and "accept-encoding" in hz.get("vary", "").lower(),
+          "Accept-Encoding gzip -> the same file gzip-compressed (%s -> %s bytes)"
+          % (len(plain), len(z)))
+    check(hz.get("etag") and hz.get("etag") != h.get("etag"),
+          "the gzip form has its own ETag (%s vs %s)" % (hz.get("etag"), h.get("etag")))
+    st, _, body = raw(srv.port, "/ui/app.js", {"Accept-Encoding": "gzip",
+                                                "If-None-Match": hz.get("etag", "")})
+    check(st == 304 and body == b"", "If-None-Match with the gzip ETag -> 304 (%s)" % st)
+    st, hq, _ = raw(srv.port, "/ui/app.js", {"Accept-Encoding": "gzip;q=0, identity"})
+    check(st == 200 and "content-encoding" not in hq, "gzip;q=0 -> identity")
+    # JSON: a task list big enough to compress
+    for i in range(12):
+        srv.request("POST", "/api/tasks", {"title": "gzip task %d with a title" % i,
+                                           "body": "x" * 200}, token=WRITE)
+    auth = {"Authorization": "Bearer " + READ}
+    st, h, plain = raw(srv.port, "/api/tasks?limit=1000", auth)
+    st2, hz, z = raw(srv.port, "/api/tasks?limit=1000", dict(auth, **{"Accept-Encoding": "gzip"}))
+    check(st == 200 and st2 == 200 and hz.get("content-encoding") == "gzip"
+          and json.loads(gzip.decompress(z)) == json.loads(plain) and len(z) < len(plain) // 3,
+          "GET /api/tasks with Accept-Encoding gzip -> gzip JSON, same content (%s -> %s bytes)"
+          % (len(plain), len(z)))
+    st, hs, small = raw(srv.port, "/health", {"Accept-Encoding": "gzip"})
+    check(st == 200 and "content-encoding" not in hs and json.loads(small).get("status"),
+          "a body under 1 KiB is sent as it is")
+
+
+# ---------------------------------------------------------------------------------
 # whoami
 # ---------------------------------------------------------------------------------
 def test_whoami(srv):
@@ -176,11 +216,17 @@ def test_whoami(srv):
           and set(j.get("scopes", [])) >= {"read", "write"} and "admin" not in j.get("scopes", []),
           "whoami, write token -> can_write, not admin: %s" % j)
     st, j = srv.request("GET", "/api/whoami", token=WORKER)
-    check(st == 403, "whoami, worker-only token -> 403 (%s)" % st)
+    check(st == 200 and j.get("authenticated") is True and j.get("can_read") is False
+          and j.get("can_write") is False and j.get("scopes") == ["worker"],
+          "whoami, worker-only token -> 200, authenticated but cannot read: %s" % j)
     st, j = srv.request("GET", "/api/whoami")
-    check(st == 401, "whoami without a token -> 401 (%s)" % st)
+    check(st == 200 and j.get("authenticated") is False and j.get("scopes") == []
+          and j.get("can_read") is False and "no API token" in (j.get("error") or ""),
+          "whoami without a token -> 200, not authenticated, says why: %s" % j)
     st, j = srv.request("GET", "/api/whoami", token="not-a-token-at-all-000")
-    check(st == 401, "whoami with an unknown token -> 401 (%s)" % st)
+    check(st == 200 and j.get("authenticated") is False and j.get("can_write") is False
+          and "not-a-token" not in json.dumps(j) and j.get("identity") is None,
+          "whoami with an unknown token -> not authenticated, token never echoed: %s" % j)
 
 
 def test_whoami_open(tmp):
@@ -190,7 +236,7 @@ def test_whoami_open(tmp):
         st, j = srv.request("GET", "/api/whoami")
         check(st == 200 and j.get("auth") is False and j.get("identity") is None
               and j.get("can_write") is True and j.get("can_admin") is True
-              and "read" in j.get("scopes", []),
+              and j.get("authenticated") is True and "read" in j.get("scopes", []),
               "whoami, open API -> auth false, identity null, every capability: %s" % j)
         st, h, _ = raw(srv.port, "/")
         check(st == 200 and "etag" in h, "open API: GET / -> 200")
@@ -373,6 +419,7 @@ def main():
         try:
             test_static(srv)
             test_whoami(srv)
+            test_gzip(srv)
             test_stats(srv)
         finally:
             rc = srv.stop()
