@@ -15,17 +15,6 @@ import costs from './costs.js';
 const TOKEN_KEY = 'baton.token';
 const NAV = [board, approvals, workflows, agents, costs];
 const PAGES = new Map([board, taskPage, runPage, approvals, workflows, agents, costs].map((p) => [p.id, p]));
-// SSE frames carry their type as the event name, so each type needs its own listener.
-const EVENT_TYPES = [
-  'task.created', 'task.updated', 'task.status', 'run.created', 'run.updated', 'run.started',
-  'run.waiting', 'run.iteration', 'run.resumed', 'run.planned', 'run.plan_failed', 'run.offline',
-  'step.started', 'step.finished', 'step.fallback', 'step.waiting', 'step.skipped', 'step.locked',
-  'approval.requested', 'approval.decided', 'agent.output', 'agent.breaker', 'agent.call',
-  'agent.usage', 'agent.status', 'agent.tool', 'agent.rate_limited', 'worker.updated',
-  'lock.acquired', 'lock.released', 'offline.changed', 'tracker.writeback',
-  'tracker.writeback_failed', 'tracker.pull_request', 'workspace.removed', 'message',
-];
-
 const S = {
   token: sessionStorage.getItem(TOKEN_KEY) || '',
   who: null,
@@ -33,6 +22,8 @@ const S = {
   lastSeq: 0,
   retryMs: 500,
   retryTimer: 0,
+  offlineTimer: 0,
+  routed: false, // the first page shown leaves focus alone (Tab starts at the skip link)
   everOpen: false,
   dropped: false,
   listeners: new Set(), // {prefix, fn}
@@ -146,19 +137,32 @@ function buildLogin() {
     replace(error);
     try {
       const who = await request('GET', '/api/whoami', undefined, undefined, tok);
+      const refused = refusal(who);
+      if (refused) {
+        replace(error, refused);
+        input.select();
+        return;
+      }
       S.token = tok;
       sessionStorage.setItem(TOKEN_KEY, tok);
       input.value = '';
       d.close();
       signedIn(who);
     } catch (err) {
-      replace(error, err.status === 401 ? 'That token was refused. Check it and try again.' : err.message);
+      replace(error, `baton did not answer: ${err.message}`);
       input.select();
     } finally {
       submit.disabled = false;
     }
   });
   return d;
+}
+
+// Why GET /api/whoami's answer cannot sign in (null when it can).
+function refusal(who) {
+  if (!who.authenticated) return 'That token was refused. Check it and try again.';
+  if (!who.can_read) return 'That token cannot read the API (a worker token?): use one with the read scope.';
+  return null;
 }
 
 function showLogin(message) {
@@ -207,13 +211,15 @@ function startEvents() {
   const q = new URLSearchParams();
   if (S.token) q.set('token', S.token);
   if (S.lastSeq > 0) q.set('after', String(S.lastSeq));
-  const qs = q.toString();
-  const es = new EventSource(`/api/events${qs ? `?${qs}` : ''}`);
+  // unnamed=1: every event arrives as a plain message, whatever its type.
+  q.set('unnamed', '1');
+  const es = new EventSource(`/api/events?${q}`);
   S.es = es;
   setConn('connecting');
-  for (const t of EVENT_TYPES) es.addEventListener(t, onFrame);
+  es.addEventListener('message', onFrame);
   es.addEventListener('open', () => {
     if (S.es !== es) return;
+    clearTimeout(S.offlineTimer);
     S.retryMs = 500;
     setConn('live');
     const wasDropped = S.dropped;
@@ -231,7 +237,12 @@ function startEvents() {
       S.es = null;
       scheduleReconnect();
     } else {
+      // The browser retries by itself; say "offline" when that has not worked for 2 s.
       setConn('connecting');
+      clearTimeout(S.offlineTimer);
+      S.offlineTimer = setTimeout(() => {
+        if (S.es === es && es.readyState !== EventSource.OPEN) setConn('offline');
+      }, 2000);
     }
   });
 }
@@ -243,10 +254,10 @@ function scheduleReconnect() {
   S.retryTimer = setTimeout(async () => {
     // A closed stream may mean the token stopped working: ask before reconnecting.
     try {
-      await request('GET', '/api/whoami');
+      const who = await request('GET', '/api/whoami');
+      if (refusal(who)) { showLogin('Your token was refused: sign in again.'); return; }
     } catch (err) {
-      if (err.status === 401) { showLogin('Your token was refused: sign in again.'); return; }
-      if (!err.status) { scheduleReconnect(); return; }
+      if (!err.status || err.status >= 500) { scheduleReconnect(); return; }
     }
     startEvents();
   }, wait);
@@ -254,6 +265,7 @@ function scheduleReconnect() {
 
 function stopEvents() {
   clearTimeout(S.retryTimer);
+  clearTimeout(S.offlineTimer);
   if (S.es) S.es.close();
   S.es = null;
 }
@@ -388,10 +400,13 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   document.title = `${page ? page.title : 'Not found'} · baton`;
+  // The first page after loading leaves focus alone, so Tab starts at the skip link.
+  const focusHeadingOf = S.routed ? focusHeading : () => true;
+  S.routed = true;
   const el = h('div', { class: `page page-${id}` });
   replace(S.els.main, el);
   window.scrollTo(0, 0);
-  if (!page) { notFound(el, id); focusHeading(el); return; }
+  if (!page) { notFound(el, id); focusHeadingOf(el); return; }
   const { ctx, dispose } = makeCtx();
   let cleanup = null;
   S.page = {
@@ -410,15 +425,15 @@ function route() {
   try {
     const r = page.mount(el, ctx, arg);
     if (r && typeof r.then === 'function') {
-      const focused = focusHeading(el);
+      const focused = focusHeadingOf(el);
       r.then((fn) => {
         if (S.page !== mine) { if (typeof fn === 'function') fn(); return; }
         cleanup = fn;
-        if (!focused) focusHeading(el);
+        if (!focused) focusHeadingOf(el);
       }, failed);
     } else {
       cleanup = r;
-      focusHeading(el);
+      focusHeadingOf(el);
     }
   } catch (err) {
     failed(err);
@@ -453,14 +468,13 @@ async function start() {
   window.addEventListener('hashchange', route);
   try {
     const who = await request('GET', '/api/whoami');
-    signedIn(who);
+    if (!who.authenticated) showLogin(S.token ? 'Your token was refused: sign in again.' : '');
+    else if (!who.can_read) showLogin(refusal(who));
+    else signedIn(who);
   } catch (err) {
-    if (err.status === 401) showLogin('');
-    else {
-      replace(S.els.main, h('div', { class: 'empty error-text', role: 'alert' },
-        `baton did not answer (${err.message}). Reload the page to try again.`));
-      setConn('offline');
-    }
+    replace(S.els.main, h('div', { class: 'empty error-text', role: 'alert' },
+      `baton did not answer (${err.message}). Reload the page to try again.`));
+    setConn('offline');
   }
 }
 
