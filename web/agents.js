@@ -1,7 +1,8 @@
 // agents.js - the Agents & workers page (#/agents): every configured agent with its
 // availability, circuit breaker, success rate, latency, rate limit and spend (GET
 // /api/agents, GET /api/stats), and every worker with its health, current item and last
-// contact (GET /workers). Live: agent.* and worker.* events refetch, at most once a second.
+// contact (GET /workers). Live: breaker, status, rate-limit and worker events refetch (at
+// most once a second), finished steps at most every 10 s.
 
 import { h, replace, ago, when, money, tokens, duration } from './lib.js';
 
@@ -195,16 +196,22 @@ export default {
     };
 
     const refetch = throttle(load, 1000);
-    // Not 'agent.' as a whole: agent.output streams every line an agent prints.
+    // Not 'agent.' as a whole: agent.output streams every line an agent prints, and each
+    // GET /api/agents probes every agent. Finished steps move success rates and spend:
+    // those refetch at most every 10 s.
     ctx.on('agent.breaker', refetch);
     ctx.on('agent.status', refetch);
-    ctx.on('worker.', refetch);
+    ctx.on('agent.rate_limited', refetch);
+    ctx.on('worker.updated', refetch);
+    const slow = throttle(load, 10000);
+    ctx.on('step.finished', slow);
     ctx.onResync(refetch);
     const tick = setInterval(draw, 15000); // relative times and breaker countdowns
     load();
     return () => {
       stopped = true;
       refetch.cancel();
+      slow.cancel();
       clearInterval(tick);
     };
   },
