@@ -254,6 +254,9 @@ function buildDialog(ctx, onSaved) {
     }, () => { workflowsLoaded = false; });
   }
 
+  // Fetched as soon as the board is shown, so the select is full when the dialog opens.
+  loadWorkflows('');
+
   function open(task) {
     editing = task;
     replace(heading, task ? 'Edit task' : 'New task');

@@ -36,6 +36,9 @@ await test('dashboard_flow', { timeout: 58000 }, async (t) => {
   const td = page.locator('dialog[data-testid=task-dialog]');
   await td.waitFor({ state: 'visible' });
   const form = td.locator('form[data-testid=task-form]');
+  // The options arrive from GET /api/workflows: wait for them as a person would.
+  await form.locator('select[name=workflow] option[value=gated]').waitFor({ state: 'attached', timeout: 5000 })
+    .catch(() => {});
   const opts = await form.locator('select[name=workflow] option').evaluateAll(
     (els) => els.map((e) => e.value));
   t.check(opts[0] === '' && ['gated', 'parent', 'quick', 'broken', 'wf0'].every((w) => opts.includes(w)),
