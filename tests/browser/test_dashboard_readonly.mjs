@@ -91,9 +91,7 @@ await test('dashboard_readonly', { timeout: 55000 }, async (t) => {
   t.check(tasks.length === 0, 'no task was created');
 
   // Logout, then a bad token and a worker-only token at the prompt.
-  // Logging out closes the live stream (the page aborts it) and the refusals answer 401/403.
-  const endWho = t.guard.allow(/(HTTP 40[13]: GET|40[13] \((Unauthorized|Forbidden)\)).*\/api\/whoami/);
-  const endEvents = t.guard.allow(/request failed: GET \S+\/api\/events\S* net::ERR_ABORTED/);
+  // whoami answers 200 with authenticated/can_read, so no refusal reaches the console.
   await page.locator('[data-testid=logout]').click();
   const dlg = page.locator('dialog[data-testid=login]');
   await dlg.waitFor({ state: 'visible' });
@@ -116,8 +114,6 @@ await test('dashboard_readonly', { timeout: 55000 }, async (t) => {
     `a worker-only token is refused with its own message: "${workerMsg}"`);
   t.check(await page.evaluate(() => sessionStorage.getItem('baton.token')) === null,
     'a refused token is not stored');
-  endWho();
-  endEvents();
   // A good token at the same prompt still works.
   await dlg.locator('input[name=token]').fill(TOKENS.read);
   await dlg.locator('button[data-testid=login-submit]').click();
