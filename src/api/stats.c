@@ -122,9 +122,13 @@ static json_t *name_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-static json_t *figures(const tally *t, bool runs, bool success_rate)
+/* t's figures as an object; with key, {key: value} comes first (value is stolen). */
+static json_t *keyed_figures(const char *key, json_t *value, const tally *t, bool runs,
+                             bool success_rate)
 {
     json_t *o = json_object();
+    if (key)
+        json_object_set_new(o, key, value);
     json_object_set_new(o, "tokens_in", json_integer(t->tokens_in));
     json_object_set_new(o, "tokens_out", json_integer(t->tokens_out));
     json_object_set_new(o, "cost_usd", json_real(t->cost_usd));
@@ -184,40 +188,27 @@ static json_t *render(const stats_req *sr, const bt_usage *u)
     json_object_set_new(o, "until", json_string(bt_time_format_iso(sr->now, iso)));
     json_object_set_new(o, "days", json_integer(sr->days));
     json_object_set_new(o, "project", name_or_null(sr->project));
-    json_object_set_new(o, "totals", figures(&total, true, true));
+    json_object_set_new(o, "totals", keyed_figures(NULL, NULL, &total, true, true));
 
     json_t *by_day = json_array();
     for (int i = 0; i < sr->days; i++) {
-        json_t *d = json_object();
         bt_time_format_iso(sr->since + i * DAY_MS, iso);
         iso[10] = '\0'; /* "2026-11-09" */
-        json_object_set_new(d, "day", json_string(iso));
-        json_t *f = figures(&days[i], true, true);
-        json_object_update(d, f);
-        json_decref(f);
-        json_array_append_new(by_day, d);
+        json_array_append_new(by_day, keyed_figures("day", json_string(iso), &days[i], true, true));
     }
     json_object_set_new(o, "by_day", by_day);
 
     json_t *by_project = json_array();
     for (size_t i = 0; i < nproj; i++) {
-        json_t *p = json_object();
-        json_object_set_new(p, "project", name_or_null(proj[i].name));
-        json_t *f = figures(&proj[i], true, false);
-        json_object_update(p, f);
-        json_decref(f);
-        json_array_append_new(by_project, p);
+        json_array_append_new(by_project, keyed_figures("project", name_or_null(proj[i].name),
+                                                        &proj[i], true, false));
     }
     json_object_set_new(o, "by_project", by_project);
 
     json_t *by_agent = json_array();
     for (size_t i = 0; i < nagent; i++) {
         const tally *t = &agent[i];
-        json_t *a = json_object();
-        json_object_set_new(a, "agent", json_string(t->name));
-        json_t *f = figures(t, false, false);
-        json_object_update(a, f);
-        json_decref(f);
+        json_t *a = keyed_figures("agent", json_string(t->name), t, false, false);
         json_object_set_new(a, "failed_steps", json_integer(t->failed_steps));
         json_object_set_new(a, "avg_duration_ms",
                             json_integer(t->steps ? t->duration_ms / t->steps : 0));
