@@ -22,7 +22,7 @@ bytes=()
 ms=()
 for i in $(seq 1 "$RUNS"); do
   out=$(BATON_BINARY=$BUILD/baton BATON_SOURCE_DIR=$SRC BATON_BROWSER_OUT=$BUILD/browser-shots \
-    node "$SRC/tests/browser/test_dashboard_perf.mjs" 2>&1 || true)
+    "$SRC/tests/browser/run.sh" "$SRC/tests/browser/test_dashboard_perf.mjs" 2>&1 || true)
   line=$(grep -m1 '^PERF ' <<<"$out" || true)
   if [[ -z "$line" ]]; then
     echo "run $i: no PERF line; the test said:" >&2

@@ -18,6 +18,8 @@ set -euo pipefail
 # means re-running tests/integration/test_real_clis.py against the new version.
 CLAUDE_CODE_VERSION=2.1.197
 CODEX_VERSION=0.169.0
+# Node.js for the browser tests when the system's is older than 20 (Debian 12 ships 18).
+BROWSER_NODE_VERSION=22.23.3
 
 build_pkgs=(
   build-essential cmake pkg-config git ca-certificates
@@ -81,12 +83,25 @@ npm_failed() {
 # not the version package-lock.json pins.
 if [[ $test_mode -eq 1 ]]; then
   browser_dir=$(cd "$(dirname "$0")/.." && pwd)/tests/browser
+  # playwright-core 1.65 needs Node.js >= 20; Debian 12's nodejs is 18. Then npm itself
+  # installs a pinned Node.js (the npm package `node`, a prebuilt binary from the registry)
+  # into $BATON_NODE_DIR, where tests/browser/run.sh finds it.
   node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-  if [[ $node_major -lt 20 ]]; then
-    echo "install-deps: the browser tests need Node.js >= 20 (playwright-core); this node is" \
-      "$(node --version 2>/dev/null || echo missing). Install a newer nodejs package" \
-      "(e.g. from NodeSource), or set BATON_SKIP_BROWSER=1 to skip the browser tests." >&2
-    exit 1
+  node_dir=${BATON_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/baton/node}
+  if [[ $node_major -lt 20 ]] &&
+    [[ "$("$node_dir/node_modules/.bin/node" --version 2>/dev/null)" != "v$BROWSER_NODE_VERSION" ]]; then
+    echo "install-deps: node $(node --version 2>/dev/null) is older than the browser tests'" \
+      "Node.js 20: installing node@$BROWSER_NODE_VERSION into $node_dir" >&2
+    mkdir -p "$node_dir"
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    if ! npm install --prefix "$node_dir" --save-exact --no-audit --no-fund --loglevel=error \
+      --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
+      "node@$BROWSER_NODE_VERSION" >"$log" 2>&1; then
+      npm_failed "$log" "node@$BROWSER_NODE_VERSION into $node_dir" \
+        "set BATON_SKIP_BROWSER=1 to skip the browser tests"
+    fi
+    rm -f "$log"
   fi
   browser_fresh() {
     (cd "$browser_dir" && node -e '
