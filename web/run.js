@@ -1,6 +1,7 @@
 // run.js - the run view: #/task/<id> shows the task's newest run (a selector picks older
 // ones) and follows new runs live; #/run/<id> shows one run. A timeline of step
-// attempts (agent, role, attempt, iteration, status, duration, tokens, cost), callouts
+// attempts (agent, role, attempt, iteration, status, duration, tokens, cost; an agent that
+// failed and handed its step to a fallback keeps its own failed item), callouts
 // for fallbacks, circuit breakers and pending approval gates, the agent's output as it
 // streams (bounded, auto-scrolled only while the reader is at the bottom), and the
 // final output and pull request once the run has ended.
@@ -24,6 +25,7 @@ function view(el, ctx, taskId, runId) {
   const S = {
     task: null, runs: [], run: null, following: !runId, outSeq: 0,
     steps: new Map(), // step id -> {step, li}
+    handed: new Set(), // seqs of step.fallback events already drawn
     streamed: new Set(), // step ids whose output is shown (streamed or stored)
     stored: new Set(), // step ids whose stored output is shown
     lastOutStep: null, outLen: 0, loadToken: 0, queue: null,
@@ -143,10 +145,12 @@ function view(el, ctx, taskId, runId) {
         h('section', { class: 'panel', 'aria-label': 'Output' }, h('h2', null, 'Output'), output),
         result)));
     S.steps.clear();
+    S.handed.clear();
     S.streamed.clear();
     S.stored.clear();
     S.placeholder = null;
     S.lastOutStep = null;
+    S.lastOutAgent = null;
     S.outLen = 0;
   }
   function waiting() {
@@ -175,9 +179,41 @@ function view(el, ctx, taskId, runId) {
   function upsertStep(s) {
     if (!timeline || !S.run || s.run_id !== S.run.id) return;
     const old = S.steps.get(s.id);
+    // After a hand-over seen live the row shows the fallback agent's attempt, from then on.
+    if (old && old.step.handedAt) {
+      s = { ...s, started_at: old.step.handedAt, handedAt: old.step.handedAt };
+      if (!s.fallback_from) s = { ...s, agent: old.step.agent, fallback_from: old.step.fallback_from };
+    }
     const li = stepLi(s);
     if (old) old.li.replaceWith(li);
     else timeline.append(li);
+    S.steps.set(s.id, { step: s, li });
+  }
+
+  // A hand-over (step.fallback) keeps the failed agent's attempt in the timeline as its own
+  // item; the step's row goes on as the fallback agent's attempt. at: when it failed (null
+  // when unknown: a stored step only names the primary it replaced).
+  function failedAttempt(s, agent, at, reason) {
+    const primary = s.fallback_from || s.agent;
+    const li = stepLi({
+      ...s, id: null, agent, status: 'failed', finished_at: at || s.started_at, error: reason || null,
+      fallback_from: agent === primary ? null : primary, tokens_in: 0, tokens_out: 0, cost_usd: 0,
+    });
+    if (!at) li.querySelector('.dur').remove();
+    return li;
+  }
+  function handOver(ev) {
+    const d = ev.data || {};
+    if (S.handed.has(ev.seq)) return;
+    S.handed.add(ev.seq);
+    fallbackCallout(d.step, d.from, d.to, d.reason);
+    const e = [...S.steps.values()].reverse().find((x) => x.step.step_key === d.step && x.step.status === 'running');
+    if (!e || e.step.agent !== d.from) return;
+    e.li.before(failedAttempt(e.step, d.from, ev.ts, d.reason));
+    const primary = e.step.fallback_from || e.step.agent;
+    const s = { ...e.step, agent: d.to, fallback_from: primary, started_at: ev.ts, handedAt: ev.ts };
+    const li = stepLi(s);
+    e.li.replaceWith(li);
     S.steps.set(s.id, { step: s, li });
   }
 
@@ -203,7 +239,11 @@ function view(el, ctx, taskId, runId) {
   function onOutput(ev) {
     const d = ev.data || {};
     if (ev.seq <= S.outSeq || S.stored.has(d.step_id)) return; // already shown
-    if (d.step_id !== S.lastOutStep) { separator(d.step, d.agent, d.iteration); S.lastOutStep = d.step_id; }
+    if (d.step_id !== S.lastOutStep || (d.agent && d.agent !== S.lastOutAgent)) {
+      separator(d.step, d.agent, d.iteration);
+      S.lastOutStep = d.step_id;
+      S.lastOutAgent = d.agent;
+    }
     S.streamed.add(d.step_id);
     appendOut(d.text || '');
   }
@@ -213,6 +253,7 @@ function view(el, ctx, taskId, runId) {
     S.stored.add(s.id);
     separator(s.step_key, s.agent, s.iteration);
     S.lastOutStep = s.id;
+    S.lastOutAgent = s.agent;
     appendOut(s.output.endsWith('\n') ? s.output : `${s.output}\n`);
   }
 
@@ -239,8 +280,18 @@ function view(el, ctx, taskId, runId) {
     return c;
   }
   function fallbackCallout(step, from, to, reason) {
+    const key = `${step}\n${from}\n${to}`;
+    if ([...callouts.children].some((c) => c.dataset.key === key)) return;
     callout('callout-fallback', 'warn', h('strong', null, `Fallback on ${step}`),
-      h('span', null, `${from} → ${to}${reason ? `: ${reason}` : ''}`));
+      h('span', null, `${from} → ${to}${reason ? `: ${reason}` : ''}`)).dataset.key = key;
+  }
+  function breakerCallout(ev) {
+    const d = ev.data || {};
+    const used = [...S.steps.values()].some((x) => x.step.agent === d.agent || x.step.fallback_from === d.agent);
+    if ((ev.run_id && S.run && ev.run_id === S.run.id) || (!ev.run_id && used)) {
+      callout('callout-breaker', d.to === 'closed' ? '' : 'err', h('strong', null, `Circuit breaker of ${d.agent}: ${String(d.to).replace('_', '-')}`),
+        h('span', null, d.reason || ''));
+    }
   }
   function approvalCallout(a) {
     if (a.status !== 'pending') {
@@ -287,8 +338,13 @@ function view(el, ctx, taskId, runId) {
     drawBody();
     setRun(r.run);
     drawMeta();
-    for (const s of r.steps || []) upsertStep(s);
-    for (const s of r.steps || []) if (s.fallback_from) fallbackCallout(s.step_key, s.fallback_from, s.agent, '');
+    for (const s of r.steps || []) {
+      upsertStep(s);
+      if (s.fallback_from && s.status !== 'running') {
+        S.steps.get(s.id).li.before(failedAttempt(s, s.fallback_from, null, ''));
+        fallbackCallout(s.step_key, s.fallback_from, s.agent, '');
+      }
+    }
     for (const a of r.approvals || []) approvalCallout(a);
     // Finished steps' stored output; the running step's output so far comes from the log.
     const running = (r.steps || []).filter((s) => s.status === 'running');
@@ -301,6 +357,7 @@ function view(el, ctx, taskId, runId) {
         const ids = new Set(running.map((s) => s.id));
         for (const s of r.steps) if (!ids.has(s.id)) storedOutput(s);
         for (const ev of evs.events || []) {
+          if (ev.type === 'step.fallback' && ev.run_id === id) handOver(ev);
           if (ev.type === 'agent.output' && ev.run_id === id && ids.has(ev.data.step_id)) onOutput({ ...ev, seq: Infinity });
         }
       } catch {
@@ -370,7 +427,7 @@ function view(el, ctx, taskId, runId) {
       upsertStep(d.step);
       if (ev.type === 'step.finished') storedOutput(d.step);
     } else if (ev.type === 'step.fallback') {
-      fallbackCallout(d.step, d.from, d.to, d.reason);
+      handOver(ev);
     } else if (ev.type === 'step.waiting') {
       callout('callout-waiting', 'warn', h('strong', null, `${d.step}: waiting`),
         h('span', null, `${d.agent || 'the agent'} is rate limited${d.wait_ms ? `; it goes on in ${duration(d.wait_ms)}` : ''}.`));
@@ -380,12 +437,7 @@ function view(el, ctx, taskId, runId) {
     if (ev.type === 'agent.output') {
       if (mine(ev)) live(() => { if (S.run && ev.run_id === S.run.id) onOutput(ev); });
     } else if (ev.type === 'agent.breaker') {
-      const d = ev.data || {};
-      const used = [...S.steps.values()].some((x) => x.step.agent === d.agent);
-      if ((ev.run_id && S.run && ev.run_id === S.run.id) || (!ev.run_id && used)) {
-        callout('callout-breaker', d.to === 'closed' ? '' : 'err', h('strong', null, `Circuit breaker of ${d.agent}: ${String(d.to).replace('_', '-')}`),
-          h('span', null, d.reason || ''));
-      }
+      live(() => breakerCallout(ev));
     }
   });
   ctx.on('approval.', (ev) => {
