@@ -1,7 +1,8 @@
 // approvals.js - the approvals inbox (#/approvals): every pending human gate with its
 // task, step, prompt and context, a comment box and approve/reject buttons (write
 // tokens only). approval.requested adds a gate live, approval.decided removes it.
-// approvalCard() is shared with the run view's approval callout.
+// approvalCard() is shared with the run view's approval callout. A context.diff (the
+// workspace's uncommitted changes, from the engine) shows as a file list above the output.
 
 import { h, replace, ago, when } from './lib.js';
 
@@ -9,13 +10,29 @@ function contextText(ctxv) {
   if (ctxv === null || ctxv === undefined || ctxv === '') return '';
   if (typeof ctxv === 'string') return ctxv;
   if (typeof ctxv === 'object' && !Array.isArray(ctxv)) {
-    // the engine's context: previous_output is the part a person reads
-    const { previous_output: out, ...rest } = ctxv;
+    // the engine's context: previous_output is the part a person reads (diff has its own summary)
+    const { previous_output: out, diff, ...rest } = ctxv;
     const lines = Object.entries(rest).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
     if (out) lines.push('', String(out));
     return lines.join('\n');
   }
   return JSON.stringify(ctxv, null, 2);
+}
+
+const plural = (n, one) => `${n} ${one}${n === 1 ? '' : 's'}`;
+const counts = (f) => (typeof f.added === 'number' || typeof f.removed === 'number'
+  ? `+${f.added ?? 0} \u2212${f.removed ?? 0}` : (f.status === '??' ? 'new' : 'binary'));
+
+// context.diff as "N files changed, +I −D" over one line per file: status, +added
+// −removed, path (untracked and binary files have no line counts).
+function diffSummary(d) {
+  if (!d || typeof d !== 'object' || !Array.isArray(d.files)) return null;
+  const head = `${plural(d.files_changed ?? d.files.length, 'file')} changed, +${d.insertions ?? 0} \u2212${d.deletions ?? 0}`;
+  const lines = d.files.map((f) => `${String(f.status).padEnd(3)}${counts(f).padEnd(12)}${f.path}`);
+  if (d.truncated) lines.push(`\u2026 and ${Math.max(0, (d.files_changed || 0) - d.files.length)} more`);
+  return h('details', { 'data-testid': 'approval-diff', open: d.files.length <= 10 },
+    h('summary', null, head, d.base ? h('span', { class: 'muted' }, ` against ${d.base}`) : null),
+    lines.length ? h('pre', null, lines.join('\n')) : null);
 }
 
 // The approve/reject controls of one approval; onDecided(approval) after success.
@@ -55,6 +72,7 @@ function approvalCard(ctx, a, task, onDecided) {
       h('time', { class: 'muted', datetime: a.created_at, title: when(a.created_at) }, `asked ${ago(a.created_at)}`),
       a.expires_at ? h('span', { class: 'muted', title: when(a.expires_at) }, `expires ${when(a.expires_at)}`) : null),
     h('p', { class: 'prompt' }, a.prompt || 'Approve this step?'),
+    diffSummary(a.context && a.context.diff),
     ctxText ? h('details', { open: true }, h('summary', { class: 'muted' }, 'Context'), h('pre', null, ctxText)) : null,
     decisionControls(ctx, a, onDecided));
 }

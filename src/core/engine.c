@@ -18,6 +18,7 @@
 #include "agents/agent.h"
 #include "agents/agents.h"
 #include "base/json.h"
+#include "base/map.h"
 #include "base/mem.h"
 #include "base/path.h"
 #include "base/str.h"
@@ -45,11 +46,14 @@
 
 extern char **environ;
 
-#define OUTPUT_FLUSH_MS    250          /* agent.output events: at most 4 per second */
-#define OUTPUT_FLUSH_BYTES 8192         /* ... or when this much is waiting */
-#define SHELL_TIMEOUT_MS   (30 * 60000) /* default for shell / git steps */
-#define HTTP_TIMEOUT_MS    60000        /* default for http steps */
-#define CONTEXT_CAP        4096         /* bytes of a previous output shown to approvers */
+#define OUTPUT_FLUSH_MS    250           /* agent.output events: at most 4 per second */
+#define OUTPUT_FLUSH_BYTES 8192          /* ... or when this much is waiting */
+#define SHELL_TIMEOUT_MS   (30 * 60000)  /* default for shell / git steps */
+#define HTTP_TIMEOUT_MS    60000         /* default for http steps */
+#define CONTEXT_CAP        4096          /* bytes of a previous output shown to approvers */
+#define DIFF_TIMEOUT_MS    10000         /* the approval's diff summary: all its git commands */
+#define DIFF_OUTPUT_CAP    (1024 * 1024) /* ... stdout kept of each */
+#define DIFF_FILES_MAX     200           /* ... files listed */
 #define RETRY_BASE_MS      1000
 #define RETRY_MAX_MS       30000
 
@@ -199,6 +203,13 @@ static void logw(rrun *r, const char *msg, const char *detail)
     if (r->e->env.log)
         bt_log_warn(r->e->env.log, msg, BT_LF_STR("run", r->run_id), BT_LF_STR("task", r->task->id),
                     BT_LF_STR("detail", detail ? detail : ""));
+}
+
+static void logd(rrun *r, const char *msg, const char *detail)
+{
+    if (r->e->env.log)
+        bt_log_debug(r->e->env.log, msg, BT_LF_STR("run", r->run_id),
+                     BT_LF_STR("task", r->task->id), BT_LF_STR("detail", detail ? detail : ""));
 }
 
 static char *row_key(int iteration, const char *key)
@@ -1556,11 +1567,29 @@ static void on_approval_created(void *ud, int rc, const bt_error *err, const bt_
     wait_for(r, a);
 }
 
+/* An approval being asked for: its prompt and context, and while the workspace's diff
+ * summary is collected (three git commands, one after the other, within one deadline),
+ * that command's stdout. */
 typedef struct approval_req {
     rrun *r;
     char *prompt;
     json_t *ctx;
+    int stage; /* the git command running: index into diff_argv */
+    int64_t deadline;
+    bt_strvec env;
+    bt_strbuf out[3];
+    int over[3]; /* that command printed more than DIFF_OUTPUT_CAP */
 } approval_req;
+
+static void approval_req_free(approval_req *q)
+{
+    json_decref(q->ctx);
+    free(q->prompt);
+    bt_strvec_clear(&q->env);
+    for (int i = 0; i < 3; i++)
+        bt_strbuf_release(&q->out[i]);
+    free(q);
+}
 
 static void on_pre_waiting(void *ud, int rc, const bt_error *err, const bt_run *run)
 {
@@ -1578,13 +1607,239 @@ static void on_pre_waiting(void *ud, int rc, const bt_error *err, const bt_run *
         .expires_at = r->step->timeout_ms > 0 ? bt_time_wall_ms() + r->step->timeout_ms : 0};
     /* the reference taken for the run update carries over to the approval */
     bt_store_approval_create(r->e->env.store, &in, on_approval_created, r);
-    json_decref(q->ctx);
-    free(q->prompt);
-    free(q);
+    approval_req_free(q);
 }
 
 /* The run is marked waiting first and the approval created after, so whoever sees a
  * pending approval also sees its run waiting. */
+static void request_approval(approval_req *q)
+{
+    rrun *r = q->r;
+    bt_run_patch p = {.set_status = true, .status = BT_RUN_WAITING};
+    ref(r);
+    bt_store_run_update(r->e->env.store, r->run_id, &p, on_pre_waiting, q);
+}
+
+/* ---- the approval's diff summary: the workspace's uncommitted changes against HEAD ----
+ *
+ * Read-only git: nothing is staged, and GIT_OPTIONAL_LOCKS=0 keeps `git status` from
+ * refreshing the index. Credentials are not needed (nothing leaves the machine), so git
+ * gets this process's environment without the variables that would point it at another
+ * repository. Any failure (not a repository, no commit yet, a timeout) only leaves the
+ * summary out. */
+
+static const char *const diff_argv[3][10] = {
+    {"git", "-c", "core.fsmonitor=false", "rev-parse", "--short", "--verify", "HEAD", NULL},
+    {"git", "-c", "core.fsmonitor=false", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+     NULL},
+    {"git", "-c", "core.fsmonitor=false", "diff", "--numstat", "-z", "--no-ext-diff", "HEAD", "--",
+     NULL},
+};
+
+static int repo_var(const char *kv)
+{
+    static const char *const vars[] = {
+        "GIT_DIR=",    "GIT_WORK_TREE=",      "GIT_INDEX_FILE=",      "GIT_COMMON_DIR=",
+        "GIT_PREFIX=", "GIT_OPTIONAL_LOCKS=", "GIT_TERMINAL_PROMPT=", "GIT_EXTERNAL_DIFF=",
+        NULL};
+    for (size_t i = 0; vars[i]; i++)
+        if (strncmp(kv, vars[i], strlen(vars[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* A path as a JSON string; bytes that are not UTF-8 become '?'. */
+static json_t *path_json(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char *c = bt_xstrdup(s);
+    for (char *p = c; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = json_string(c);
+    free(c);
+    return v;
+}
+
+typedef struct numstat {
+    long long added, removed; /* -1: binary */
+} numstat;
+
+static long long count_field(const char *s)
+{
+    return *s == '-' ? -1 : strtoll(s, NULL, 10);
+}
+
+/* `git diff --numstat -z` records: "A\tR\tpath\0", or for a rename "A\tR\t\0from\0to\0". */
+static void parse_numstat(const bt_strbuf *b, bt_map *num, long long *ins, long long *del)
+{
+    const char *p = b->buf ? b->buf : "", *end = p + b->len;
+    while (p < end) {
+        const char *z = memchr(p, 0, (size_t)(end - p));
+        const char *t1 = z ? memchr(p, '\t', (size_t)(z - p)) : NULL;
+        const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(z - t1 - 1)) : NULL;
+        if (!t2)
+            return;
+        numstat *n = bt_xcalloc(1, sizeof *n);
+        n->added = count_field(p);
+        n->removed = count_field(t1 + 1);
+        const char *path = t2 + 1;
+        p = z + 1;
+        if (!*path) {
+            const char *z2 = memchr(p, 0, (size_t)(end - p));
+            const char *z3 = z2 ? memchr(z2 + 1, 0, (size_t)(end - z2 - 1)) : NULL;
+            if (!z3) {
+                free(n);
+                return;
+            }
+            path = z2 + 1;
+            p = z3 + 1;
+        }
+        *ins += n->added > 0 ? n->added : 0;
+        *del += n->removed > 0 ? n->removed : 0;
+        bt_map_set(num, path, n);
+    }
+}
+
+/* One `git status --porcelain=v1 -z` entry's XY as M, A, D, R or ??; NULL to leave it
+ * out (added to the index, then deleted: no change against HEAD). */
+static const char *file_status(char x, char y)
+{
+    if (x == '?')
+        return "??";
+    if (x == 'A' && y == 'D')
+        return NULL;
+    if (x == 'R' || y == 'R')
+        return "R";
+    if (x == 'A' || x == 'C')
+        return "A";
+    if (x == 'D' || y == 'D')
+        return "D";
+    return "M";
+}
+
+static json_t *diff_summary(approval_req *q)
+{
+    bt_map *num = bt_map_new(free);
+    long long ins = 0, del = 0;
+    parse_numstat(&q->out[2], num, &ins, &del);
+    json_t *files = json_array();
+    long long changed = 0;
+    const char *p = q->out[1].buf ? q->out[1].buf : "", *end = p + q->out[1].len;
+    while (p < end) {
+        const char *z = memchr(p, 0, (size_t)(end - p));
+        if (!z)
+            break;
+        char x = p[0], y = z - p > 3 ? p[1] : 0;
+        const char *path = p + 3;
+        p = z + 1;
+        if (!y)
+            continue;
+        if (x == 'R' || x == 'C' || y == 'R' || y == 'C') { /* "XY to\0from\0" */
+            z = memchr(p, 0, (size_t)(end - p));
+            if (!z)
+                break;
+            p = z + 1;
+        }
+        const char *st = file_status(x, y);
+        if (!st)
+            continue;
+        changed++;
+        if (json_array_size(files) >= DIFF_FILES_MAX)
+            continue;
+        const numstat *n = bt_map_get(num, path);
+        json_array_append_new(
+            files, json_pack("{so ss so so}", "path", path_json(path), "status", st, "added",
+                             n && n->added >= 0 ? json_integer(n->added) : json_null(), "removed",
+                             n && n->removed >= 0 ? json_integer(n->removed) : json_null()));
+    }
+    bt_map_free(num);
+    bt_strbuf *base = &q->out[0];
+    while (base->len && (base->buf[base->len - 1] == '\n' || base->buf[base->len - 1] == '\r'))
+        bt_strbuf_setlen(base, base->len - 1);
+    json_t *d = json_pack("{so sI sI sI ss}", "files", files, "files_changed", (json_int_t)changed,
+                          "insertions", (json_int_t)ins, "deletions", (json_int_t)del, "base",
+                          base->buf ? base->buf : "");
+    if (d && (changed > (long long)json_array_size(files) || q->over[1] || q->over[2]))
+        json_object_set_new(d, "truncated", json_true());
+    return d;
+}
+
+static void diff_output(const char *data, size_t len, int is_stderr, void *ud)
+{
+    approval_req *q = ud;
+    bt_strbuf *b = &q->out[q->stage];
+    if (is_stderr)
+        return;
+    if (b->len + len > DIFF_OUTPUT_CAP) {
+        q->over[q->stage] = 1;
+        len = DIFF_OUTPUT_CAP - b->len;
+    }
+    bt_strbuf_add(b, data, len);
+}
+
+static void diff_start(approval_req *q);
+
+static void on_diff_git(const bt_proc_result *res, void *ud)
+{
+    approval_req *q = ud;
+    rrun *r = q->r;
+    r->proc = NULL;
+    unref(r);
+    if (r->cancelled || r->interrupted) {
+        approval_req_free(q);
+        step_out o = {.status = BT_STEP_CANCELLED, .exit_code = -1};
+        step_done(r, &o);
+        return;
+    }
+    if (res->exit_code != 0 || res->timed_out || res->cancelled) {
+        logd(r, "approval without a diff summary: git failed",
+             res->timed_out ? "timed out" : res->output);
+        request_approval(q);
+        return;
+    }
+    if (++q->stage < 3) {
+        diff_start(q);
+        return;
+    }
+    json_t *d = diff_summary(q);
+    if (d)
+        json_object_set_new(q->ctx, "diff", d);
+    request_approval(q);
+}
+
+static void diff_start(approval_req *q)
+{
+    rrun *r = q->r;
+    int64_t left = q->deadline - bt_time_mono_ms();
+    if (left <= 0) {
+        logd(r, "approval without a diff summary: git failed", "timed out");
+        request_approval(q);
+        return;
+    }
+    bt_proc_opts po = {.argv = diff_argv[q->stage],
+                       .cwd = r->workspace,
+                       .env = q->env.items,
+                       .timeout_ms = left,
+                       .kill_grace_ms = 1000,
+                       .max_output = 4096, /* stderr, for the log */
+                       .on_output = diff_output,
+                       .on_done = on_diff_git,
+                       .ud = q};
+    bt_error err = BT_ERROR_INIT;
+    ref(r);
+    if (bt_proc_start(r->e->env.loop, &po, &r->proc, &err) < 0) {
+        r->proc = NULL;
+        r->refs--;
+        logd(r, "approval without a diff summary: cannot run git", err.msg);
+        request_approval(q);
+    }
+}
+
+/* The context (workflow, step, iteration, the previous step and its output, then the
+ * workspace's diff summary when it is a git work tree), then the approval. */
 static void create_approval(rrun *r)
 {
     bt_error err = BT_ERROR_INIT;
@@ -1611,9 +1866,17 @@ static void create_approval(rrun *r)
     q->r = r;
     q->prompt = prompt;
     q->ctx = ctx;
-    bt_run_patch p = {.set_status = true, .status = BT_RUN_WAITING};
-    ref(r);
-    bt_store_run_update(r->e->env.store, r->run_id, &p, on_pre_waiting, q);
+    if (!r->workspace || !*r->workspace) {
+        request_approval(q);
+        return;
+    }
+    for (char **e = environ; e && *e; e++)
+        if (!repo_var(*e))
+            bt_strvec_push(&q->env, *e);
+    bt_strvec_push(&q->env, "GIT_TERMINAL_PROMPT=0");
+    bt_strvec_push(&q->env, "GIT_OPTIONAL_LOCKS=0");
+    q->deadline = bt_time_mono_ms() + DIFF_TIMEOUT_MS;
+    diff_start(q);
 }
 
 static void on_existing_approvals(void *ud, int rc, const bt_error *err, bt_approval *const *items,

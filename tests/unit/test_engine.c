@@ -1108,6 +1108,120 @@ static void test_approval_decided_during_shutdown(void **state)
     bt_task_free(t);
 }
 
+static char *sh_out(fx *f, const char *cmd);
+
+/* The approval's context of the run of task t (its one pending approval); new ref. */
+static json_t *approval_context(fx *f, const char *task_id)
+{
+    bt_run *run = task_run(f, task_id);
+    bt_approval_status pending = BT_APPROVAL_PENDING;
+    got a = list_approvals(f, run->id, &pending);
+    assert_int_equal(a.naps, 1);
+    json_t *ctx = json_incref(a.aps[0]->context);
+    got_free(&a);
+    bt_run_free(run);
+    return ctx;
+}
+
+/* One entry of context.diff.files by path. */
+static json_t *diff_file(json_t *diff, const char *path)
+{
+    json_t *files = json_object_get(diff, "files"), *v;
+    size_t i;
+    json_array_foreach(files, i, v)
+    {
+        if (strcmp(bt_json_str(v, "path", ""), path) == 0)
+            return v;
+    }
+    fail_msg("no file %s in the approval's diff", path);
+    return NULL;
+}
+
+/* The approver sees what the workspace changed: a modified, a deleted and an untracked
+ * file, with line counts against HEAD; and reading it changes nothing in the workspace. */
+static void test_approval_diff(void **state)
+{
+    fx *f = *state;
+    add_workflow(f, "gate.yaml", wf_gate);
+    free(sh_out(f, "git init -q -b main . && printf 'one\\ntwo\\nthree\\n' > a.txt && "
+                   "printf 'x\\ny\\n' > gone.txt && git add -A && "
+                   "git -c user.name=t -c user.email=t@example.com commit -q -m init && "
+                   "printf 'one\\nTWO\\nthree\\nfour\\n' > a.txt && rm gone.txt && "
+                   "printf 'new\\nfile\\n' > 'new file.txt'"));
+    char *before =
+        sh_out(f, "GIT_OPTIONAL_LOCKS=0 git status --porcelain=v1 && stat -c %y .git/index");
+    char *sha = sh_out(f, "git rev-parse --short HEAD");
+    bt_engine *e = new_engine(f);
+    bt_task *t = create_task(f, "d1", NULL);
+    outcome o = {0};
+    start_run(f, e, t, "gate", 0, &o);
+    wait_gate(f, &o);
+    char id[BT_ID_LEN + 1];
+    assert_waiting(f, t->id, "d1", id);
+    json_t *ctx = approval_context(f, t->id);
+    assert_string_equal(bt_json_str(ctx, "previous_output", ""), "built");
+    json_t *diff = json_object_get(ctx, "diff");
+    assert_non_null(diff);
+    assert_string_equal(bt_json_str(diff, "base", ""), sha);
+    assert_int_equal(json_integer_value(json_object_get(diff, "files_changed")), 3);
+    assert_int_equal(json_integer_value(json_object_get(diff, "insertions")), 2);
+    assert_int_equal(json_integer_value(json_object_get(diff, "deletions")), 3);
+    assert_int_equal(json_array_size(json_object_get(diff, "files")), 3);
+    assert_null(json_object_get(diff, "truncated"));
+    json_t *m = diff_file(diff, "a.txt");
+    assert_string_equal(bt_json_str(m, "status", ""), "M");
+    assert_int_equal(json_integer_value(json_object_get(m, "added")), 2);
+    assert_int_equal(json_integer_value(json_object_get(m, "removed")), 1);
+    json_t *d = diff_file(diff, "gone.txt");
+    assert_string_equal(bt_json_str(d, "status", ""), "D");
+    assert_int_equal(json_integer_value(json_object_get(d, "added")), 0);
+    assert_int_equal(json_integer_value(json_object_get(d, "removed")), 2);
+    json_t *u = diff_file(diff, "new file.txt");
+    assert_string_equal(bt_json_str(u, "status", ""), "??");
+    assert_true(json_is_null(json_object_get(u, "added")));
+    assert_true(json_is_null(json_object_get(u, "removed")));
+    json_decref(ctx);
+    /* nothing staged, the index not even rewritten */
+    char *after =
+        sh_out(f, "GIT_OPTIONAL_LOCKS=0 git status --porcelain=v1 && stat -c %y .git/index");
+    assert_string_equal(after, before);
+    decide(f, id, true, "erin", "");
+    wait_flag(f, &o.done, 10000, "the approved run to end");
+    assert_string_equal(o.status, "completed");
+    free(before);
+    free(after);
+    free(sha);
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
+/* Not a git work tree: no diff summary, and the gate works as before. */
+static void test_approval_no_git(void **state)
+{
+    fx *f = *state;
+    add_workflow(f, "gate.yaml", wf_gate);
+    /* even when the scratch directory happens to sit inside someone's repository */
+    setenv("GIT_CEILING_DIRECTORIES", f->dir, 1);
+    bt_engine *e = new_engine(f);
+    bt_task *t = create_task(f, "d2", NULL);
+    outcome o = {0};
+    start_run(f, e, t, "gate", 0, &o);
+    wait_gate(f, &o);
+    char id[BT_ID_LEN + 1];
+    assert_waiting(f, t->id, "d2", id);
+    json_t *ctx = approval_context(f, t->id);
+    assert_null(json_object_get(ctx, "diff"));
+    assert_string_equal(bt_json_str(ctx, "workflow", ""), "gate");
+    assert_string_equal(bt_json_str(ctx, "step", ""), "approve");
+    json_decref(ctx);
+    decide(f, id, false, "frank", "no");
+    wait_flag(f, &o.done, 10000, "the rejected run to end");
+    assert_string_equal(o.status, "failed");
+    unsetenv("GIT_CEILING_DIRECTORIES");
+    outcome_free(&o);
+    bt_task_free(t);
+}
+
 /* ---------------------------------------------------------------------------------
  * 6. execute-workflow: inputs down, outputs up, child rows keyed "call/<id>".
  */
@@ -1751,6 +1865,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_decided_during_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_diff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_no_git, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subworkflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
