@@ -108,8 +108,8 @@ static void test_jwt_roundtrip(void **state)
     assert_non_null(strstr(err.msg, "expired"));
     assert_int_equal(bt_http_jwt_verify(SECRET, t, 2020, &scopes, NULL, &err), 0);
     /* tampered payload */
-    char *dot = strchr(t, '.');
-    dot[3] = dot[3] == 'A' ? 'B' : 'A';
+    size_t dot = strcspn(t, "."); /* an index: GCC 12 -O2 misreads a pointer here */
+    t[dot + 3] = t[dot + 3] == 'A' ? 'B' : 'A';
     assert_int_equal(bt_http_jwt_verify(SECRET, t, 1000, &scopes, NULL, &err), BT_EPERM);
     free(t);
 
