@@ -78,6 +78,22 @@ npm_failed() {
   exit 1
 }
 
+# npm install PKGS... into DIR (its own package.json records the pins), or fail saying why
+# and what to set to skip (HINT). Few, short retries: an unreachable registry fails in
+# seconds instead of minutes.
+npm_install_into() {
+  local dir=$1 hint=$2 out
+  shift 2
+  mkdir -p "$dir"
+  out=$(mktemp)
+  if ! npm install --prefix "$dir" --save-exact --no-audit --no-fund --loglevel=error \
+    --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
+    "$@" >"$out" 2>&1; then
+    npm_failed "$out" "$* into $dir" "$hint"
+  fi
+  rm -f "$out"
+}
+
 # The dashboard's browser tests: playwright-core (no browser download: the tests use
 # /usr/bin/chromium) in tests/browser/node_modules, reinstalled with npm ci when missing or
 # not the version package-lock.json pins.
@@ -92,16 +108,8 @@ if [[ $test_mode -eq 1 ]]; then
     [[ "$("$node_dir/node_modules/.bin/node" --version 2>/dev/null)" != "v$BROWSER_NODE_VERSION" ]]; then
     echo "install-deps: node $(node --version 2>/dev/null) is older than the browser tests'" \
       "Node.js 20: installing node@$BROWSER_NODE_VERSION into $node_dir" >&2
-    mkdir -p "$node_dir"
-    log=$(mktemp)
-    trap 'rm -f "$log"' EXIT
-    if ! npm install --prefix "$node_dir" --save-exact --no-audit --no-fund --loglevel=error \
-      --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
-      "node@$BROWSER_NODE_VERSION" >"$log" 2>&1; then
-      npm_failed "$log" "node@$BROWSER_NODE_VERSION into $node_dir" \
-        "set BATON_SKIP_BROWSER=1 to skip the browser tests"
-    fi
-    rm -f "$log"
+    npm_install_into "$node_dir" "set BATON_SKIP_BROWSER=1 to skip the browser tests" \
+      "node@$BROWSER_NODE_VERSION"
   fi
   browser_fresh() {
     (cd "$browser_dir" && node -e '
@@ -140,15 +148,7 @@ have_clis && exit 0
 
 pkgs=("@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION")
 echo "install-deps: installing ${pkgs[*]} into $cli_dir (about 640 MB)" >&2
-mkdir -p "$cli_dir"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-# Few, short retries: an unreachable registry fails in seconds instead of minutes.
-if ! npm install --prefix "$cli_dir" --save-exact --no-audit --no-fund --loglevel=error \
-  --fetch-retries=2 --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=5000 \
-  "${pkgs[@]}" >"$log" 2>&1; then
-  npm_failed "$log" "${pkgs[*]} into $cli_dir" "set BATON_SKIP_REAL_CLIS=1 to skip the real-CLI test"
-fi
+npm_install_into "$cli_dir" "set BATON_SKIP_REAL_CLIS=1 to skip the real-CLI test" "${pkgs[@]}"
 if ! have_clis; then
   echo "install-deps: after npm install, $bin/claude and $bin/codex do not report" \
     "$CLAUDE_CODE_VERSION and $CODEX_VERSION:" >&2
