@@ -4,7 +4,7 @@
 // contact (GET /workers). Live: breaker, status, rate-limit and worker events refetch (at
 // most once a second), finished steps at most every 10 s.
 
-import { h, replace, ago, when, money, tokens, duration } from './lib.js';
+import { h, replace, ago, when, money, tokens, duration, throttle, pct } from './lib.js';
 
 const BREAKER_LABEL = { closed: 'closed', open: 'open', half_open: 'half-open' };
 
@@ -13,27 +13,6 @@ function iso(t) {
   if (t === null || t === undefined || t === '') return null;
   if (typeof t === 'number') return new Date(t).toISOString();
   return /[zZ]|[+-]\d\d:?\d\d$/.test(t) ? t : `${t}Z`;
-}
-
-function pct(x) {
-  return x === null || x === undefined ? '–' : `${Math.round(x * 1000) / 10}%`;
-}
-
-// Calls fn at most once per `ms`, the last request winning (trailing edge).
-function throttle(fn, ms) {
-  let last = 0;
-  let timer = null;
-  const run = () => {
-    timer = null;
-    last = Date.now();
-    fn();
-  };
-  const call = () => {
-    if (timer) return;
-    timer = setTimeout(run, Math.max(0, last + ms - Date.now()));
-  };
-  call.cancel = () => clearTimeout(timer);
-  return call;
 }
 
 function th(text, cls) {

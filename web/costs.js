@@ -4,7 +4,7 @@
 // resize); each has an accessible name and a visually hidden table of its numbers.
 // Live: step.finished and run.updated events refetch, at most every 5 seconds.
 
-import { h, svg, replace, money as money4, tokens } from './lib.js';
+import { h, svg, replace, money as money4, tokens, throttle, pct } from './lib.js';
 
 const RANGES = [7, 14, 30];
 const CHART_H = 200;
@@ -25,20 +25,7 @@ function niceAxis(v, ticks = 4) {
 
 const shortDay = (d) => new Date(`${d}T00:00:00Z`).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
 const shortHour = (t) => new Date(t).toLocaleTimeString(undefined, { hour: 'numeric' });
-const pct = (x) => (x === null || x === undefined ? '–' : `${Math.round(x * 1000) / 10}%`);
 const usd = (v) => (v >= 100 ? `$${Math.round(v)}` : v >= 1 ? `$${v.toFixed(v >= 10 ? 0 : 1)}` : v > 0 ? `$${v.toFixed(2)}` : '$0');
-
-// Throttle with a trailing call: fn runs at most once per ms.
-function throttle(fn, ms) {
-  let last = 0;
-  let timer = null;
-  const call = () => {
-    if (timer) return;
-    timer = setTimeout(() => { timer = null; last = Date.now(); fn(); }, Math.max(0, last + ms - Date.now()));
-  };
-  call.cancel = () => clearTimeout(timer);
-  return call;
-}
 
 // The visually hidden table behind a chart.
 function dataTable(caption, head, rows) {

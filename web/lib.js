@@ -1,6 +1,6 @@
 // lib.js - small helpers every dashboard page shares: building DOM without innerHTML
 // (text is always text, never markup: task titles and agent output come from outside),
-// and formatting of times, durations, money and token counts.
+// formatting of times, durations, money and token counts, and a throttle for live refetches.
 
 // h('div', {class: 'card', dataset: {taskId: id}, onclick: fn}, 'text', child, [more])
 // Attributes: class, dataset (object), style (object, set through CSSOM so the page's
@@ -70,6 +70,11 @@ export function tokens(n) {
   return `${(n / 1e6).toFixed(1)}M`;
 }
 
+// A ratio (0..1) as "87.5%"; '–' for null (no data).
+export function pct(x) {
+  return x === null || x === undefined ? '–' : `${Math.round(x * 1000) / 10}%`;
+}
+
 // "12 s ago", "5 min ago", "3 h ago", else the local date and time.
 export function ago(iso) {
   if (!iso) return '';
@@ -94,4 +99,21 @@ export function between(from, to) {
   const a = Date.parse(from);
   const b = to ? Date.parse(to) : Date.now();
   return Number.isNaN(a) || Number.isNaN(b) ? null : Math.max(0, b - a);
+}
+
+// throttle(fn, ms): a function that runs fn at most once per ms, later rather than never
+// (calls in between are folded into one); .cancel() drops a pending run (at unmount).
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  const call = () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      last = Date.now();
+      fn();
+    }, Math.max(0, last + ms - Date.now()));
+  };
+  call.cancel = () => clearTimeout(timer);
+  return call;
 }
